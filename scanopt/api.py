@@ -1,0 +1,290 @@
+"""The public entry points: ``scan`` (Theano's signature) and the ``@step`` decorator.
+
+This module and everything it imports on a cache hit are plain Python and NumPy: xDSL is imported
+only when a loop has to be compiled.
+
+Environment variables (the complete list):
+
+- ``SCANOPT_DISABLE=1``: run the plain Python loop instead of compiling (the reference semantics).
+- ``SCANOPT_CACHE_DIR``: where generated modules are written (default: the user cache directory).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
+from scanopt.frontend.signature import AVal, RngVal, signature_of
+
+_BACKENDS = ("numpy",)
+
+
+@dataclass
+class _CacheEntry:
+    compiled: Any  # scanopt.compiler.CompiledLoop
+
+
+@dataclass
+class _Stats:
+    hits: int = 0
+    misses: int = 0
+    entries: dict = field(default_factory=dict)
+
+
+_STATS = _Stats()
+
+
+def cache_info() -> dict[str, int]:
+    """Counters of the in-memory cache of compiled loops: hits, misses (= compilations), size."""
+    return {"hits": _STATS.hits, "misses": _STATS.misses,
+            "size": sum(len(v) for v in _STATS.entries.values())}
+
+
+def clear_cache() -> None:
+    """Forget every compiled loop held in memory."""
+    _STATS.entries.clear()
+    _STATS.hits = _STATS.misses = 0
+
+
+def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+         go_backwards=False, *, backend="numpy", exact_random=False, optimize=True):
+    """Run ``fn`` over sequences with carried state, compiled to a NumPy loop.
+
+    ``scan(fn, sequences, outputs_info, non_sequences, n_steps) -> array | list[array]``
+
+    Same meaning and argument order as ``theano.scan``. It computes what this loop computes::
+
+        n = min(len(s) for s in sequences) if n_steps is None else n_steps
+        state, history = list(outputs_info), [[] for each output]
+        for t in range(n):
+            args = [s[t] for s in sequences] + [v for v in state if v is not None] + non_sequences
+            out = fn(*args)                       # one value, or a tuple/list of values
+            for k, v in enumerate(out):
+                history[k].append(v)
+                if state[k] is not None:          # None in outputs_info: not fed back
+                    state[k] = v
+        return [np.stack(h) for h in history]     # one array if fn returns one value
+
+    ``fn`` is compiled once per function and argument types (dtypes and shapes; the sequence
+    length is free) into a standalone NumPy module; later calls reuse it. Each of
+    ``sequences``, ``outputs_info`` and ``non_sequences`` may be one value or a list. Python
+    scalars among the non-sequences keep NumPy's weak typing, as in the loop above.
+
+    ``go_backwards=True`` walks ``s[:n]`` from its last element to its first (outputs in
+    iteration order). ``exact_random=True`` makes the same generator calls in the same order as
+    the loop above, so the results are bit-for-bit equal. ``optimize=False`` turns every
+    optimisation pass off. Errors in the step function raise :class:`scanopt.ScanError`
+    subclasses naming ``file:line:col``.
+    """
+    try:
+        return _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                     backend=backend, exact_random=exact_random, optimize=optimize)
+    except ScanError as error:
+        # The message names the user's line; our frames would only hide it.
+        raise error.with_traceback(None) from None
+
+
+def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, backend,
+          exact_random, optimize):
+    call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                         backend)
+    if os.environ.get("SCANOPT_DISABLE") == "1":
+        from scanopt.reference import reference_scan
+
+        outs = reference_scan(fn, call.sequences, call.inits, call.non_sequences, call.n_steps,
+                              go_backwards)
+        return outs[0] if len(outs) == 1 else outs
+    compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize)
+    inits = [v for v in call.inits if v is not None]
+    outs = compiled.run(*call.sequences, *inits, *call.non_sequences, *captured, call.n_steps)
+    if compiled.n_outputs == 1:
+        return outs
+    return list(outs)
+
+
+@dataclass
+class _Call:
+    sequences: list[np.ndarray]
+    inits: list[np.ndarray | None]
+    non_sequences: list[Any]
+    n_steps: int
+    key: tuple
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, backend):
+    if backend not in _BACKENDS:
+        raise ScanValueError(f"backend {backend!r} is not available",
+                             hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
+    if not callable(fn):
+        raise ScanValueError(f"fn must be a function, got {type(fn).__name__}")
+    seqs = []
+    for k, s in enumerate(_as_list(sequences)):
+        if isinstance(s, dict):
+            raise ScanValueError(
+                f"sequences[{k}] is a dict: taps (dict(input=..., taps=[...])) are not "
+                "supported yet", hint="Pass the array itself and slice inside the step.")
+        array = np.asarray(s)
+        if array.ndim == 0:
+            raise ScanValueError(f"sequences[{k}] is a scalar; a sequence needs a leading "
+                                 "(time) dimension")
+        seqs.append(array)
+    outputs_given = isinstance(outputs_info, (list, tuple))
+    inits = [None if v is None else np.asarray(v) for v in _as_list(outputs_info)]
+    for k, v in enumerate(inits):
+        if isinstance(_as_list(outputs_info)[k], dict):
+            raise ScanValueError(f"outputs_info[{k}] is a dict: taps are not supported yet",
+                                 hint="Pass the initial value itself.")
+    params = _as_list(non_sequences)
+
+    lengths = [len(s) for s in seqs]
+    if n_steps is not None:
+        if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, (int, np.integer)):
+            raise ScanValueError(f"n_steps must be an integer, got {n_steps!r}")
+        n_steps = int(n_steps)
+        if n_steps < 0:
+            raise ScanValueError(f"n_steps must not be negative, got {n_steps}",
+                                 hint="To iterate from the end, pass go_backwards=True.")
+        if lengths and n_steps > min(lengths):
+            raise ScanValueError(
+                f"n_steps={n_steps} is larger than the shortest sequence (length "
+                f"{min(lengths)})", hint="Pass n_steps <= the sequence length, or omit it.")
+    elif lengths:
+        n_steps = min(lengths)
+    else:
+        raise ScanValueError(
+            "cannot tell how many steps to run: there are no sequences and n_steps is None",
+            hint="Pass n_steps=... (or a sequence to iterate over).")
+
+    seq_sigs = tuple(signature_of(s, sequence=True) for s in seqs)
+    init_sigs = tuple(None if v is None else signature_of(v) for v in inits)
+    param_sigs = tuple(signature_of(p) for p in params)
+    for what, sigs, values in (("sequences", seq_sigs, seqs), ("outputs_info", init_sigs, inits),
+                               ("non_sequences", param_sigs, params)):
+        for k, (sig, value) in enumerate(zip(sigs, values)):
+            if sig is None and value is not None:
+                kind = getattr(value, "dtype", type(value).__name__)
+                raise ScanTypeError(
+                    f"{what}[{k}] is {kind}, which scanopt cannot pass to a step function",
+                    hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, "
+                         "or a numpy.random.Generator.")
+    for k, sig in enumerate(init_sigs):
+        if isinstance(sig, RngVal):
+            raise ScanTypeError(f"outputs_info[{k}] is a generator; pass it as a non-sequence")
+    key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given)
+    return _Call(seqs, inits, params, n_steps, key)
+
+
+def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool):
+    code = getattr(fn, "__code__", fn)
+    key = (code, call.key, bool(exact_random), bool(optimize))
+    try:
+        entries = _STATS.entries.setdefault(key, [])
+    except TypeError:  # an unhashable callable
+        raise ScanValueError(f"cannot compile {fn!r}") from None
+    for entry in entries:
+        captured = entry.compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
+        if captured is not None:
+            _STATS.hits += 1
+            return entry.compiled, captured
+    _STATS.misses += 1
+    compiled = _compile(fn, call, key, exact_random=exact_random, optimize=optimize)
+    entries.append(_CacheEntry(compiled))
+    captured = compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
+    assert captured is not None
+    return compiled, captured
+
+
+def _spec(call_key, outputs: list | None = None):
+    from scanopt.frontend.builder import StepSpec
+
+    seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given = call_key
+    return StepSpec(list(seq_sigs), list(init_sigs), list(param_sigs), reverse=go_backwards,
+                    outputs_given=outputs_given)
+
+
+def _compile(fn, call: _Call, key, *, exact_random: bool, optimize: bool):
+    from scanopt.compiler import compile_loop
+
+    return compile_loop(fn, _spec(call.key), optimize=optimize, call_site=_call_site())
+
+
+def _call_site() -> SourceLocation | None:
+    """The user's line that called into scanopt (for errors about ``fn`` itself)."""
+    frame = sys._getframe(1)
+    package = os.path.dirname(os.path.abspath(__file__))
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return SourceLocation(frame.f_code.co_filename, frame.f_lineno, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The decorator
+
+
+class StepFunction:
+    """A step function with compiled-scan methods; calling it runs the original function."""
+
+    def __init__(self, fn, **options):
+        self.fn = fn
+        self.options = options
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def scan(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+             go_backwards=False, **options):
+        """``scanopt.scan(this step, ...)`` with the decorator's options as defaults."""
+        return scan(self.fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                    **{**self.options, **options})
+
+    def source(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+               go_backwards=False, **options) -> str:
+        """The generated NumPy module for these arguments' types."""
+        opts = {**self.options, **options}
+        try:
+            call = _prepare_call(self.fn, sequences, outputs_info, non_sequences, n_steps,
+                                 go_backwards, opts.get("backend", "numpy"))
+            compiled, _ = _lookup(self.fn, call, exact_random=opts.get("exact_random", False),
+                                  optimize=opts.get("optimize", True))
+        except ScanError as error:
+            raise error.with_traceback(None) from None
+        return compiled.source
+
+    def __repr__(self) -> str:
+        return f"<scanopt.step {getattr(self.fn, '__qualname__', self.fn)!r}>"
+
+
+def step(fn=None, **options):
+    """Decorate a step function: ``@scanopt.step`` or ``@scanopt.step(exact_random=True)``.
+
+    The result calls the original function when called, and adds ``.scan(...)`` (same arguments
+    as :func:`scanopt.scan` without ``fn``) and ``.source(...)`` (the generated module's text).
+    """
+    unknown = set(options) - {"backend", "exact_random", "optimize"}
+    if unknown:
+        raise ScanValueError(f"unknown option(s) for scanopt.step: {', '.join(sorted(unknown))}")
+    if fn is None:
+        return lambda f: StepFunction(f, **options)
+    return StepFunction(fn, **options)
+
+
+# re-exported for type checkers
+__all__ = ["scan", "step", "StepFunction", "cache_info", "clear_cache", "AVal"]

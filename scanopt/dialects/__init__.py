@@ -1,0 +1,1 @@
+"""The IR scanopt compiles step functions into: an xDSL ``scan`` dialect on builtin tensor types."""

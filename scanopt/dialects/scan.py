@@ -1,0 +1,538 @@
+"""The ``scan`` dialect: a loop over sequences with carried state, and NumPy-semantics array ops.
+
+Types are builtin: an array or NumPy scalar of dtype ``float32`` and shape ``(16, 128)`` is
+``tensor<16x128xf32>`` (NumPy scalars are rank-0 tensors), a sequence's unknown length is ``?``.
+Python scalars keep NumPy's "weak" promotion (``x_f32 * 0.5`` stays float32), so they get bare
+builtin types: ``f64`` is a Python float, ``i64`` a Python int, ``i1`` a Python bool. A
+``numpy.random.Generator`` is ``!scan.rng``.
+
+Every array op follows NumPy semantics (broadcasting, batched ``matmul``) and carries the ``Pure``
+trait, so xDSL's cse/dce/canonicalize apply. ``scan.random`` draws from a generator and is not
+pure: draws keep their order. Each op built by the frontend has a ``loc`` attribute pointing at the
+user's line.
+
+``scan.loop`` is isolated from above: its body sees only its block arguments, in the order
+sequence slices, carries, non-sequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    IndexType,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    lazy_traits_def,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import (
+    HasParent,
+    IsolatedFromAbove,
+    IsTerminator,
+    Pure,
+    RecursiveMemoryEffect,
+    SingleBlockImplicitTerminator,
+)
+from xdsl.utils.exceptions import VerifyException
+
+_GENERIC_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_attr_definition
+class RngType(ParametrizedAttribute, TypeAttribute):
+    """A ``numpy.random.Generator``: drawing from it advances its state."""
+
+    name = "scan.rng"
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """Ends a step: the new value of every carry, then every per-step output that is not fed back."""
+
+    name = "scan.yield"
+    values = var_operand_def()
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(LoopOp)))
+    assembly_format = "attr-dict ($values^ `:` type($values))?"
+
+    def __init__(self, *values: SSAValue):
+        super().__init__(operands=[values])
+
+
+@irdl_op_definition
+class LoopOp(IRDLOperation):
+    """Runs its body ``n_steps`` times and returns the stacked history of every yielded value.
+
+    Results: one ``tensor<?x...>`` per yielded value (carries first, then per-step outputs).
+    ``reverse`` walks the sequences from their last element to their first (Theano's
+    ``go_backwards``); the history is stored in iteration order.
+    """
+
+    name = "scan.loop"
+    sequences = var_operand_def(TensorType)
+    inits = var_operand_def()
+    non_seqs = var_operand_def()
+    n_steps = opt_operand_def(IndexType)
+    outs = var_result_def(TensorType)
+    body = region_def("single_block")
+    reverse = opt_prop_def(UnitAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    traits = traits_def(
+        SingleBlockImplicitTerminator(YieldOp), IsolatedFromAbove(), RecursiveMemoryEffect()
+    )
+    assembly_format = (
+        "(`seqs` `(` $sequences^ `:` type($sequences) `)`)? "
+        "(`init` `(` $inits^ `:` type($inits) `)`)? "
+        "(`params` `(` $non_seqs^ `:` type($non_seqs) `)`)? "
+        "(`steps` $n_steps^)? `->` type($outs) $body attr-dict"
+    )
+
+    def __init__(
+        self,
+        sequences: Sequence[SSAValue],
+        inits: Sequence[SSAValue],
+        non_seqs: Sequence[SSAValue],
+        body: Region,
+        out_types: Sequence[Attribute],
+        n_steps: SSAValue | None = None,
+        reverse: bool = False,
+    ):
+        super().__init__(
+            operands=[sequences, inits, non_seqs, [n_steps] if n_steps is not None else []],
+            result_types=[out_types],
+            regions=[body],
+            properties={"reverse": UnitAttr()} if reverse else {},
+        )
+
+    @property
+    def block(self):
+        return self.body.block
+
+    @property
+    def seq_args(self):
+        return self.block.args[: len(self.sequences)]
+
+    @property
+    def carry_args(self):
+        start = len(self.sequences)
+        return self.block.args[start : start + len(self.inits)]
+
+    @property
+    def param_args(self):
+        return self.block.args[len(self.sequences) + len(self.inits) :]
+
+    def verify_(self) -> None:
+        n_args = len(self.sequences) + len(self.inits) + len(self.non_seqs)
+        if len(self.block.args) != n_args:
+            raise VerifyException(
+                f"Expected {n_args} block arguments (sequence slices, carries, non-sequences), "
+                f"but got {len(self.block.args)}."
+            )
+        for k, (seq, arg) in enumerate(zip(self.sequences, self.seq_args)):
+            seq_type = seq.type
+            assert isinstance(seq_type, TensorType)
+            if seq_type.get_shape()[1:] != tuple(_shape_of(arg.type)) or (
+                seq_type.get_element_type() != _element_type_of(arg.type)
+            ):
+                raise VerifyException(
+                    f"Expected slice #{k} to be one element of {seq_type}, but got {arg.type}."
+                )
+        for k, (init, arg) in enumerate(zip(self.inits, self.carry_args)):
+            if init.type != arg.type:
+                raise VerifyException(
+                    f"Expected carry #{k} to be {init.type}, but got {arg.type}. "
+                    "The block argument of a carry must match its initial value."
+                )
+        terminator = self.block.last_op
+        if not isinstance(terminator, YieldOp):
+            raise VerifyException("Expected the body of scan.loop to end with scan.yield.")
+        if len(terminator.values) != len(self.outs):
+            raise VerifyException(
+                f"Expected scan.yield to yield {len(self.outs)} values, "
+                f"but got {len(terminator.values)}."
+            )
+        for k, value in enumerate(terminator.values):
+            if k < len(self.inits) and value.type != self.inits[k].type:
+                raise VerifyException(
+                    f"Expected yield #{k} to be {self.inits[k].type}, but got {value.type}. "
+                    "scan.yield must match the carry types of scan.loop."
+                )
+            out_type = self.outs[k].type
+            assert isinstance(out_type, TensorType)
+            if out_type.get_shape()[1:] != tuple(_shape_of(value.type)):
+                raise VerifyException(
+                    f"Expected result #{k} to stack {value.type}, but it is {out_type}."
+                )
+
+
+def _shape_of(t: Attribute) -> tuple[int, ...]:
+    return tuple(t.get_shape()) if isinstance(t, TensorType) else ()
+
+
+def _element_type_of(t: Attribute) -> Attribute:
+    return t.get_element_type() if isinstance(t, TensorType) else t
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise ops (NumPy ufunc semantics: broadcasting, NumPy's type promotion)
+
+
+class ElementwiseOp(IRDLOperation):
+    """Base of the ops that map onto one NumPy ufunc; ``NUMPY_NAME`` is that ufunc."""
+
+    NUMPY_NAME: ClassVar[str] = ""
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+
+class UnaryOp(ElementwiseOp):
+    operand = operand_def()
+    result = result_def()
+
+    def __init__(self, operand: SSAValue, result_type: Attribute):
+        super().__init__(operands=[operand], result_types=[result_type])
+
+
+class BinaryOp(ElementwiseOp):
+    lhs = operand_def()
+    rhs = operand_def()
+    result = result_def()
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+
+def _unary(op_name: str, numpy_name: str) -> type[UnaryOp]:
+    cls = type(f"{numpy_name.title().replace('_', '')}Op", (UnaryOp,),
+               {"name": op_name, "NUMPY_NAME": numpy_name, "__module__": __name__,
+                "__annotations__": {"NUMPY_NAME": ClassVar[str]}})
+    return irdl_op_definition(cls)
+
+
+def _binary(op_name: str, numpy_name: str) -> type[BinaryOp]:
+    cls = type(f"{numpy_name.title().replace('_', '')}Op", (BinaryOp,),
+               {"name": op_name, "NUMPY_NAME": numpy_name, "__module__": __name__,
+                "__annotations__": {"NUMPY_NAME": ClassVar[str]}})
+    return irdl_op_definition(cls)
+
+
+NegOp = _unary("scan.neg", "negative")
+ExpOp = _unary("scan.exp", "exp")
+LogOp = _unary("scan.log", "log")
+TanhOp = _unary("scan.tanh", "tanh")
+SinOp = _unary("scan.sin", "sin")
+CosOp = _unary("scan.cos", "cos")
+SqrtOp = _unary("scan.sqrt", "sqrt")
+AbsOp = _unary("scan.abs", "absolute")
+NotOp = _unary("scan.not", "logical_not")
+
+AddOp = _binary("scan.add", "add")
+SubOp = _binary("scan.sub", "subtract")
+MulOp = _binary("scan.mul", "multiply")
+DivOp = _binary("scan.div", "true_divide")
+FloorDivOp = _binary("scan.floordiv", "floor_divide")
+ModOp = _binary("scan.mod", "remainder")
+PowOp = _binary("scan.pow", "power")
+MaximumOp = _binary("scan.maximum", "maximum")
+MinimumOp = _binary("scan.minimum", "minimum")
+EqOp = _binary("scan.eq", "equal")
+NeOp = _binary("scan.ne", "not_equal")
+LtOp = _binary("scan.lt", "less")
+LeOp = _binary("scan.le", "less_equal")
+GtOp = _binary("scan.gt", "greater")
+GeOp = _binary("scan.ge", "greater_equal")
+AndOp = _binary("scan.and", "logical_and")
+OrOp = _binary("scan.or", "logical_or")
+
+UNARY_OPS: dict[str, type[UnaryOp]] = {
+    op.NUMPY_NAME: op for op in (NegOp, ExpOp, LogOp, TanhOp, SinOp, CosOp, SqrtOp, AbsOp, NotOp)
+}
+BINARY_OPS: dict[str, type[BinaryOp]] = {
+    op.NUMPY_NAME: op
+    for op in (AddOp, SubOp, MulOp, DivOp, FloorDivOp, ModOp, PowOp, MaximumOp, MinimumOp,
+               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, AndOp, OrOp)
+}
+
+
+@irdl_op_definition
+class WhereOp(IRDLOperation):
+    """``np.where(cond, a, b)``."""
+
+    name = "scan.where"
+    cond = operand_def()
+    lhs = operand_def()
+    rhs = operand_def()
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, cond: SSAValue, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+        super().__init__(operands=[cond, lhs, rhs], result_types=[result_type])
+
+
+@irdl_op_definition
+class ClipOp(IRDLOperation):
+    """``np.clip(x, lo, hi)``."""
+
+    name = "scan.clip"
+    operand = operand_def()
+    lo = operand_def()
+    hi = operand_def()
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, lo: SSAValue, hi: SSAValue, result_type: Attribute):
+        super().__init__(operands=[operand, lo, hi], result_types=[result_type])
+
+
+@irdl_op_definition
+class CastOp(IRDLOperation):
+    """``x.astype(dtype)``: the result type names the dtype."""
+
+    name = "scan.cast"
+    operand = operand_def()
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, result_type: Attribute):
+        super().__init__(operands=[operand], result_types=[result_type])
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear algebra, reductions, shape ops
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """``lhs @ rhs`` with ``np.matmul`` semantics (batched over leading dims, 1-D promotion)."""
+
+    name = "scan.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """``np.sum / mean / max / min`` over ``axis`` (all axes when absent)."""
+
+    name = "scan.reduce"
+    operand = operand_def()
+    result = result_def()
+    kind = prop_def(StringAttr)
+    axis = opt_prop_def(DenseArrayBase.constr(i64))
+    keepdims = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    KINDS: ClassVar[tuple[str, ...]] = ("sum", "mean", "max", "min")
+
+    def __init__(self, kind: str, operand: SSAValue, axis: Sequence[int] | None,
+                 keepdims: bool, result_type: Attribute):
+        props: dict[str, Attribute] = {"kind": StringAttr(kind)}
+        if axis is not None:
+            props["axis"] = DenseArrayBase.from_list(i64, list(axis))
+        if keepdims:
+            props["keepdims"] = UnitAttr()
+        super().__init__(operands=[operand], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        if self.kind.data not in self.KINDS:
+            raise VerifyException(f"Expected kind in {self.KINDS}, but got {self.kind.data!r}.")
+
+
+@irdl_op_definition
+class TransposeOp(IRDLOperation):
+    """``np.transpose(x, perm)``; ``x.T`` reverses the axes."""
+
+    name = "scan.transpose"
+    operand = operand_def(TensorType)
+    result = result_def(TensorType)
+    perm = prop_def(DenseArrayBase.constr(i64))
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, perm: Sequence[int], result_type: Attribute):
+        super().__init__(operands=[operand], result_types=[result_type],
+                         properties={"perm": DenseArrayBase.from_list(i64, list(perm))})
+
+
+@irdl_op_definition
+class ReshapeOp(IRDLOperation):
+    """``x.reshape(shape)``: the result type gives the shape."""
+
+    name = "scan.reshape"
+    operand = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, result_type: Attribute):
+        super().__init__(operands=[operand], result_types=[result_type])
+
+
+@irdl_op_definition
+class IndexOp(IRDLOperation):
+    """``x[spec]``: basic indexing, plus integer indices that are values (``W[i_t]``).
+
+    ``spec`` has one entry per index: ``"3"`` an integer, ``"1:5:2"`` a slice (parts may be empty),
+    ``"None"`` a new axis, ``"..."`` an ellipsis, ``"?"`` the next operand of ``indices``.
+    """
+
+    name = "scan.index"
+    operand = operand_def(TensorType)
+    indices = var_operand_def()
+    result = result_def()
+    spec = prop_def(ArrayAttr[StringAttr])
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, indices: Sequence[SSAValue], spec: Sequence[str],
+                 result_type: Attribute):
+        super().__init__(operands=[operand, indices], result_types=[result_type],
+                         properties={"spec": ArrayAttr([StringAttr(s) for s in spec])})
+
+    def verify_(self) -> None:
+        n_dynamic = sum(1 for s in self.spec.data if s.data == "?")
+        if n_dynamic != len(self.indices):
+            raise VerifyException(
+                f"Expected {n_dynamic} index operands for spec, but got {len(self.indices)}."
+            )
+
+
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """``np.concatenate(values, axis)``."""
+
+    name = "scan.concat"
+    values = var_operand_def()
+    result = result_def(TensorType)
+    axis = prop_def(IntegerAttr[i64])
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, values: Sequence[SSAValue], axis: int, result_type: Attribute):
+        super().__init__(operands=[values], result_types=[result_type],
+                         properties={"axis": IntegerAttr(axis, i64)})
+
+
+@irdl_op_definition
+class StackOp(IRDLOperation):
+    """``np.stack(values, axis)``."""
+
+    name = "scan.stack"
+    values = var_operand_def()
+    result = result_def(TensorType)
+    axis = prop_def(IntegerAttr[i64])
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, values: Sequence[SSAValue], axis: int, result_type: Attribute):
+        super().__init__(operands=[values], result_types=[result_type],
+                         properties={"axis": IntegerAttr(axis, i64)})
+
+
+@irdl_op_definition
+class FullOp(IRDLOperation):
+    """An array of the result type filled with ``fill`` (``zeros_like``, ``ones_like``, ``full_like``)."""
+
+    name = "scan.full"
+    fill = operand_def()
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, fill: SSAValue, result_type: Attribute):
+        super().__init__(operands=[fill], result_types=[result_type])
+
+
+@irdl_op_definition
+class RandomOp(IRDLOperation):
+    """``rng.<method>(*params, size=...)`` on a ``numpy.random.Generator``.
+
+    Not pure: each draw advances the generator, so draws keep their order. ``params`` are the
+    method's distribution parameters in its positional order; ``size`` is a static shape when the
+    user gave one. The result type gives the dtype (``random``/``standard_normal`` take a dtype).
+    """
+
+    name = "scan.random"
+    rng = operand_def(RngType)
+    params = var_operand_def()
+    result = result_def()
+    method = prop_def(StringAttr)
+    size = opt_prop_def(DenseArrayBase.constr(i64))
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = _GENERIC_FORMAT
+
+    METHODS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "random": (),
+        "standard_normal": (),
+        "uniform": ("low", "high"),
+        "normal": ("loc", "scale"),
+        "binomial": ("n", "p"),
+    }
+
+    def __init__(self, method: str, rng: SSAValue, params: Sequence[SSAValue],
+                 size: Sequence[int] | None, result_type: Attribute):
+        props: dict[str, Attribute] = {"method": StringAttr(method)}
+        if size is not None:
+            props["size"] = DenseArrayBase.from_list(i64, list(size))
+        super().__init__(operands=[rng, params], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        method = self.method.data
+        if method not in self.METHODS:
+            raise VerifyException(f"Expected method in {sorted(self.METHODS)}, got {method!r}.")
+        if len(self.params) != len(self.METHODS[method]):
+            raise VerifyException(
+                f"Expected {len(self.METHODS[method])} parameters for {method}, "
+                f"but got {len(self.params)}."
+            )
+
+
+Scan = Dialect(
+    "scan",
+    [
+        LoopOp, YieldOp, *UNARY_OPS.values(), *BINARY_OPS.values(), WhereOp, ClipOp, CastOp,
+        MatmulOp, ReduceOp, TransposeOp, ReshapeOp, IndexOp, ConcatOp, StackOp, FullOp, RandomOp,
+    ],
+    [RngType],
+)

@@ -1,0 +1,1 @@
+"""Lowerings of optimised scan IR: NumPy source (and later CuPy and upstream MLIR)."""

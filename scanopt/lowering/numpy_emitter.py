@@ -1,0 +1,381 @@
+"""``convert-scan-to-numpy``: optimised scan IR → the source of a standalone NumPy module.
+
+The module imports NumPy only. It is built as Python ``ast`` and unparsed; names come from the
+user's variables (``h``, ``x_t``), made unique with a suffix; each group of statements is preceded
+by a comment quoting the user's line it comes from. Values used once and named by nobody are
+written inline, so ``np.tanh(x_t @ W + h @ U + b)`` reads as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+import os
+from collections.abc import Iterable
+
+import numpy as np
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, TensorType
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+
+from scanopt.dialects import scan
+from scanopt.dialects.types import aval_of
+from scanopt.frontend.signature import AVal
+
+_COMMENT_MARKER = "__scanopt_comment__:"
+
+_PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
+              "true_divide": ast.Div, "floor_divide": ast.FloorDiv, "remainder": ast.Mod,
+              "power": ast.Pow}
+_PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
+                "greater": ast.Gt, "greater_equal": ast.GtE}
+_NP_NAMES = {"absolute": "abs"}
+_RESERVED = {"np", "range", "t", "float"}
+
+
+def emit_numpy_module(module: ModuleOp, *, header: str = "") -> str:
+    """The source text of a module defining one function per ``func.func`` in ``module``."""
+    body: list[ast.stmt] = []
+    if header:
+        body.append(ast.Expr(ast.Constant(header)))
+    body.append(ast.Import(names=[ast.alias("numpy", "np")]))
+    for op in module.ops:
+        if isinstance(op, func.FuncOp):
+            body.append(_FunctionEmitter(op).emit())
+    tree = ast.Module(body=body, type_ignores=[])
+    ast.fix_missing_locations(tree)
+    return _render(tree)
+
+
+def _render(tree: ast.Module) -> str:
+    """Unparse, turning comment markers (string statements) into real comments."""
+    lines = []
+    for line in ast.unparse(tree).splitlines():
+        stripped = line.strip()
+        if _COMMENT_MARKER in stripped and stripped[:1] in "'\"":
+            text = ast.literal_eval(stripped).replace(_COMMENT_MARKER, "")
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.append(f"{indent}# {text}")
+        else:
+            if line.startswith(("def ", "import ")) and lines and lines[-1] != "":
+                lines.append("")
+                if line.startswith("def "):
+                    lines.append("")
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> ast.stmt:
+    return ast.Expr(ast.Constant(_COMMENT_MARKER + " ".join(text.split())))
+
+
+class _Namer:
+    """Unique, valid Python names, preferring the user's."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set(_RESERVED)
+        self.names: dict[SSAValue, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        base = hint if hint.isidentifier() and not keyword.iskeyword(hint) else "v"
+        candidate, k = base, 1
+        while candidate in self.taken:
+            candidate, k = f"{base}_{k}", k + 1
+        self.taken.add(candidate)
+        return candidate
+
+    def name(self, value: SSAValue, default: str = "v") -> str:
+        if value not in self.names:
+            self.names[value] = self.fresh(value.name_hint or default)
+        return self.names[value]
+
+
+class _FunctionEmitter:
+    def __init__(self, function: func.FuncOp):
+        self.function = function
+        self.namer = _Namer()
+        self.inline: dict[SSAValue, ast.expr] = {}
+        self.last_line: tuple[str, int] | None = None
+
+    def emit(self) -> ast.FunctionDef:
+        block = self.function.body.block
+        params = [ast.arg(self.namer.name(arg, f"arg{arg.index}")) for arg in block.args]
+        statements = self._block(block.ops)
+        doc = (f"Run the compiled loop of `{self.function.sym_name.data}`.\n\n"
+               "    Arguments: the sequences, the initial value of each fed-back output, the\n"
+               "    non-sequences (and arrays the step reads from its enclosing scope), then the\n"
+               "    number of steps. Returns the stacked history of every output.\n    ")
+        return ast.FunctionDef(
+            name=self.function.sym_name.data,
+            args=ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[],
+                               defaults=[]),
+            body=[ast.Expr(ast.Constant(doc)), *statements],
+            decorator_list=[], returns=None, type_params=[],
+        )
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    def _block(self, ops: Iterable[Operation]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for op in ops:
+            out.extend(self._op(op))
+        return out
+
+    def _origin(self, op: Operation) -> list[ast.stmt]:
+        loc = op.attributes.get("loc")
+        if not isinstance(loc, FileLineColLoc):
+            return []
+        key = (loc.filename.data, loc.line.data)
+        if key == self.last_line:
+            return []
+        self.last_line = key
+        import linecache
+
+        text = linecache.getline(key[0], key[1]).strip()
+        return [_comment(f"{os.path.basename(key[0])}:{key[1]}: {text}")]
+
+    def _op(self, op: Operation) -> list[ast.stmt]:
+        if isinstance(op, func.ReturnOp):
+            values = [self._use(v) for v in op.arguments]
+            value = values[0] if len(values) == 1 else ast.Tuple(values, ast.Load())
+            return [ast.Return(value)]
+        if isinstance(op, scan.LoopOp):
+            return self._loop(op)
+        if isinstance(op, arith.ConstantOp):
+            self.inline[op.result] = _literal(op)
+            return []
+        expr = self._expression(op)
+        result = op.results[0]
+        if self._inlinable(op):
+            self.inline[result] = expr
+            return []
+        target = self.namer.name(result, _default_name(op))
+        return [*self._origin(op), ast.Assign([ast.Name(target, ast.Store())], expr)]
+
+    def _inlinable(self, op: Operation) -> bool:
+        if isinstance(op, scan.RandomOp):
+            return False  # draws stay statements, in the user's order
+        result = op.results[0]
+        uses = list(result.uses)
+        if len(uses) != 1 or result.name_hint:
+            return False
+        user = uses[0].operation
+        return user.parent_block() is op.parent_block() and not isinstance(
+            user, scan.YieldOp | func.ReturnOp)
+
+    def _use(self, value: SSAValue) -> ast.expr:
+        if value in self.inline:
+            return self.inline[value]
+        return ast.Name(self.namer.name(value), ast.Load())
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _loop(self, loop: scan.LoopOp) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        n_steps = self._use(loop.n_steps) if loop.n_steps is not None else None
+        assert n_steps is not None, "scan.loop without n_steps cannot be emitted"
+        body = loop.block
+        yield_op = body.last_op
+        assert isinstance(yield_op, scan.YieldOp)
+        histories = []
+        carry_hints = [arg.name_hint or f"carry{k}" for k, arg in enumerate(loop.carry_args)]
+        for k, (result, value) in enumerate(zip(loop.outs, yield_op.values)):
+            hint = carry_hints[k] if k < len(carry_hints) else value.name_hint or f"out{k}"
+            if k < len(carry_hints) and not value.name_hint and value.owner is not None \
+                    and not isinstance(value, BlockArgument):
+                value.name_hint = f"{hint}_next"
+            name = self.namer.name(result, hint + "s")
+            histories.append(name)
+            aval = aval_of(value.type)
+            shape = ast.Tuple([n_steps, *(ast.Constant(d) for d in aval.shape)], ast.Load())
+            out.append(ast.Assign(
+                [ast.Name(name, ast.Store())],
+                _np_call("empty", [shape], dtype=_dtype_expr(np.asarray(aval.dummy()).dtype))))
+        # Carries start from their initial values.
+        carry_names = []
+        for init, arg in zip(loop.inits, loop.carry_args):
+            name = self.namer.name(arg)
+            carry_names.append(name)
+            out.append(ast.Assign([ast.Name(name, ast.Store())], self._use(init)))
+        for outer, arg in zip(loop.non_seqs, loop.param_args):
+            # Non-sequences are the same objects inside: share the name.
+            self.namer.names[arg] = self.namer.name(outer) if outer not in self.inline else \
+                self.namer.name(arg)
+            if outer in self.inline:
+                out.append(ast.Assign([ast.Name(self.namer.names[arg], ast.Store())],
+                                      self.inline[outer]))
+        index = ast.Name("t", ast.Load())
+        inner: list[ast.stmt] = []
+        for seq, arg in zip(loop.sequences, loop.seq_args):
+            position: ast.expr = index
+            if loop.reverse is not None:
+                position = ast.BinOp(ast.BinOp(n_steps, ast.Sub(), ast.Constant(1)), ast.Sub(),
+                                     index)
+            inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
+                                    ast.Subscript(self._use(seq), position, ast.Load())))
+        for op in body.ops:
+            if op is yield_op:
+                continue
+            inner.extend(self._op(op))
+        yielded = [self._use(v) for v in yield_op.values]
+        for name, value in zip(histories, yielded):
+            inner.append(ast.Assign([ast.Subscript(ast.Name(name, ast.Load()), index,
+                                                   ast.Store())], value))
+        if carry_names:
+            targets = [ast.Name(n, ast.Store()) for n in carry_names]
+            values = yielded[: len(carry_names)]
+            pairs = [(t, v) for t, v in zip(targets, values)
+                     if not (isinstance(v, ast.Name) and v.id == t.id)]
+            if len(pairs) == 1:
+                inner.append(ast.Assign([pairs[0][0]], pairs[0][1]))
+            elif pairs:
+                inner.append(ast.Assign([ast.Tuple([p[0] for p in pairs], ast.Store())],
+                                        ast.Tuple([p[1] for p in pairs], ast.Load())))
+        if not inner:
+            inner.append(ast.Pass())
+        out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner, []))
+        for result, name in zip(loop.outs, histories):
+            self.namer.names[result] = name
+        return out
+
+    # -- one op -------------------------------------------------------------------------------
+
+    def _expression(self, op: Operation) -> ast.expr:
+        operands = [self._use(v) for v in op.operands]
+        if isinstance(op, scan.BinaryOp):
+            name = op.NUMPY_NAME
+            if name in _PY_BINOPS:
+                return ast.BinOp(operands[0], _PY_BINOPS[name](), operands[1])
+            if name in _PY_COMPARES:
+                return ast.Compare(operands[0], [_PY_COMPARES[name]()], [operands[1]])
+            return _np_call(name, operands)
+        if isinstance(op, scan.UnaryOp):
+            if op.NUMPY_NAME == "negative":
+                return ast.UnaryOp(ast.USub(), operands[0])
+            return _np_call(_NP_NAMES.get(op.NUMPY_NAME, op.NUMPY_NAME), operands)
+        if isinstance(op, scan.MatmulOp):
+            return ast.BinOp(operands[0], ast.MatMult(), operands[1])
+        if isinstance(op, scan.WhereOp):
+            return _np_call("where", operands)
+        if isinstance(op, scan.ClipOp):
+            return _np_call("clip", operands)
+        if isinstance(op, scan.CastOp):
+            dtype = _dtype_expr(aval_of(op.result.type).dtype)
+            if isinstance(op.operand.type, TensorType):
+                return ast.Call(ast.Attribute(operands[0], "astype", ast.Load()), [dtype], [])
+            return ast.Call(dtype, [operands[0]], [])
+        if isinstance(op, scan.ReduceOp):
+            kwargs = {}
+            if op.axis is not None:
+                axes = op.axis.get_values()
+                kwargs["axis"] = ast.Constant(axes[0]) if len(axes) == 1 else \
+                    ast.Tuple([ast.Constant(a) for a in axes], ast.Load())
+            if op.keepdims is not None:
+                kwargs["keepdims"] = ast.Constant(True)
+            return _np_call(op.kind.data, operands, **kwargs)
+        if isinstance(op, scan.TransposeOp):
+            perm = list(op.perm.get_values())
+            if perm == list(range(len(perm)))[::-1]:
+                return ast.Attribute(operands[0], "T", ast.Load())
+            return _np_call("transpose", [operands[0],
+                                          ast.Tuple([ast.Constant(p) for p in perm], ast.Load())])
+        if isinstance(op, scan.ReshapeOp):
+            shape = aval_of(op.result.type).shape
+            return _np_call("reshape", [operands[0], _shape_expr(shape)])
+        if isinstance(op, scan.IndexOp):
+            return ast.Subscript(operands[0], self._index_expr(op, operands[1:]), ast.Load())
+        if isinstance(op, scan.ConcatOp | scan.StackOp):
+            name = "concatenate" if isinstance(op, scan.ConcatOp) else "stack"
+            return _np_call(name, [ast.Tuple(operands, ast.Load())],
+                            axis=ast.Constant(op.axis.value.data))
+        if isinstance(op, scan.FullOp):
+            aval = aval_of(op.result.type)
+            return _np_call("full", [_shape_expr(aval.shape), operands[0]],
+                            dtype=_dtype_expr(aval.dtype))
+        if isinstance(op, scan.RandomOp):
+            return self._random(op, operands)
+        raise NotImplementedError(f"no NumPy lowering for {op.name}")
+
+    def _index_expr(self, op: scan.IndexOp, dynamic: list[ast.expr]) -> ast.expr:
+        dynamic_iter = iter(dynamic)
+        parts: list[ast.expr] = []
+        for entry in (s.data for s in op.spec.data):
+            if entry == "?":
+                parts.append(next(dynamic_iter))
+            elif entry == "None":
+                parts.append(ast.Constant(None))
+            elif entry == "...":
+                parts.append(ast.Constant(Ellipsis))
+            elif ":" in entry:
+                bounds = [_int_literal(int(p)) if p else None for p in entry.split(":")]
+                parts.append(ast.Slice(*bounds))
+            else:
+                parts.append(_int_literal(int(entry)))
+        return parts[0] if len(parts) == 1 else ast.Tuple(parts, ast.Load())
+
+    def _random(self, op: scan.RandomOp, operands: list[ast.expr]) -> ast.expr:
+        method = op.method.data
+        rng, params = operands[0], operands[1:]
+        kwargs: dict[str, ast.expr] = {}
+        if op.size is not None:
+            kwargs["size"] = _shape_expr(tuple(op.size.get_values()))
+        if method in ("random", "standard_normal"):
+            dtype = aval_of(op.result.type).dtype
+            if isinstance(op.result.type, TensorType) and dtype != np.float64:
+                kwargs["dtype"] = _dtype_expr(dtype)
+        return ast.Call(ast.Attribute(rng, method, ast.Load()), params,
+                        [ast.keyword(k, v) for k, v in kwargs.items()])
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_name(op: Operation) -> str:
+    if isinstance(op, scan.RandomOp):
+        return "draw"
+    return {scan.MatmulOp: "prod", scan.ReduceOp: "total"}.get(type(op), "tmp")
+
+
+def _call(name: str, args: list[ast.expr], **kwargs: ast.expr) -> ast.Call:
+    return ast.Call(ast.Name(name, ast.Load()), args,
+                    [ast.keyword(k, v) for k, v in kwargs.items()])
+
+
+def _np_call(name: str, args: list[ast.expr], **kwargs: ast.expr) -> ast.Call:
+    return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load()), args,
+                    [ast.keyword(k, v) for k, v in kwargs.items()])
+
+
+def _dtype_expr(dtype: np.dtype) -> ast.expr:
+    name = "bool_" if dtype == np.bool_ else np.dtype(dtype).name
+    return ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load())
+
+
+def _shape_expr(shape: tuple) -> ast.expr:
+    return ast.Tuple([ast.Constant(d) for d in shape], ast.Load())
+
+
+def _int_literal(v: int) -> ast.expr:
+    return ast.UnaryOp(ast.USub(), ast.Constant(-v)) if v < 0 else ast.Constant(v)
+
+
+def _literal(op: arith.ConstantOp) -> ast.expr:
+    attr = op.value
+    v = attr.value.data
+    if aval_of(op.result.type).dtype == np.bool_:
+        return ast.Constant(bool(v))
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return _call("float", [ast.Constant(repr(v))])
+        return ast.UnaryOp(ast.USub(), ast.Constant(-v)) if math.copysign(1, v) < 0 else \
+            ast.Constant(v)
+    return _int_literal(int(v))
+
+
+def _is_block_arg(value: SSAValue) -> bool:
+    return isinstance(value, BlockArgument)
+
+
+def _unused(_: Block) -> None:  # pragma: no cover - keeps AVal import used for type checkers
+    AVal
