@@ -143,7 +143,7 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
             raise ScanValueError(f"sequences[{k}] is a scalar; a sequence needs a leading "
                                  "(time) dimension")
         seqs.append(array)
-    outputs_given = isinstance(outputs_info, (list, tuple))
+    outputs_given = outputs_info is not None
     inits = [None if v is None else np.asarray(v) for v in _as_list(outputs_info)]
     for k, v in enumerate(inits):
         if isinstance(_as_list(outputs_info)[k], dict):

@@ -242,7 +242,7 @@ class _StepBuilder:
             result, return_node = self._call_numpy_root(args)
 
         returned = list(result.items) if isinstance(result, TupleVal) else [result]
-        yielded = self._check_outputs(returned, return_node)
+        yielded, order = self._check_outputs(returned, return_node)
         with ImplicitBuilder(self.block):
             scan.YieldOp(*yielded)
 
@@ -268,11 +268,12 @@ class _StepBuilder:
             for res, value in zip(loop.outs, yielded):
                 if value.name_hint:
                     res.name_hint = value.name_hint + "s"
-            func.ReturnOp(*loop.outs)
+            # The function returns the histories in the order the step returns its values.
+            func.ReturnOp(*(loop.outs[k] for k in order))
         name = getattr(self.root_fn, "__name__", "step")
         if not name.isidentifier():
             name = "step"
-        function = func.FuncOp(name, (fn_types, out_types), Region(fblock))
+        function = func.FuncOp(name, (fn_types, [out_types[k] for k in order]), Region(fblock))
         module = ModuleOp([function])
         return BuiltLoop(module, self.plan, len(yielded))
 
@@ -1071,8 +1072,8 @@ class _StepBuilder:
             a = self._materialize(bound["a"], node, scope)
             fill = {"zeros_like": Const(0), "ones_like": Const(1)}.get(name) or \
                 bound["fill_value"]
-            dtype = self._dtype_arg(bound["dtype"], node, scope) if bound["dtype"] is not None \
-                else None
+            dtype = None if bound["dtype"] == Const(None) else \
+                self._dtype_arg(bound["dtype"], node, scope)
             shape = self._const_ints(bound["shape"], node, scope, "shape")
             aval = aval_of(a.type)
             result_dtype = dtype if dtype is not None else np.asarray(aval.dummy()).dtype
@@ -1377,7 +1378,10 @@ class _StepBuilder:
 
     # -- outputs ------------------------------------------------------------------------------
 
-    def _check_outputs(self, returned: list[Value], node: ast.AST | None) -> list[SSAValue]:
+    def _check_outputs(self, returned: list[Value],
+                       node: ast.AST | None) -> tuple[list[SSAValue], list[int]]:
+        """The values to yield (carries first, then per-step outputs) and, for each returned
+        value in the user's order, its position among them."""
         spec = self.spec
         context = getattr(self, "_current", None)
         loc = self._loc(node)
@@ -1394,6 +1398,7 @@ class _StepBuilder:
                 f"the step returns {len(returned)} value{'s' * (len(returned) != 1)}, but "
                 f"{len(inits)} outputs are expected", loc)
         carries, outputs = [], []
+        is_carry = []
         carry_args = iter(self.block.args[len(spec.sequences):])
         mismatches = []
         scope = Scope({}, context or FunctionContext(None, FunctionSource(ast.Pass(), ""), ()))
@@ -1410,6 +1415,7 @@ class _StepBuilder:
                                          "an array", loc)
             if isinstance(aval_of(value.type), RngVal):
                 raise ScanValueError("a step cannot return a generator", loc)
+            is_carry.append(init is not None)
             if init is None:
                 outputs.append(value)
                 continue
@@ -1433,7 +1439,11 @@ class _StepBuilder:
                 hint="\nRevise the step so that each fed-back output keeps the dtype and shape "
                      "of its initial value (for example .astype(h.dtype)), or pass an initial "
                      "value of the type the step returns.")
-        return carries + outputs
+        order, n_carry, n_out = [], 0, 0
+        for carry in is_carry:
+            order.append(n_carry if carry else len(carries) + n_out)
+            n_carry, n_out = n_carry + carry, n_out + (not carry)
+        return carries + outputs, order
 
     def _materialize_at(self, value: Const, node) -> SSAValue:
         context = getattr(self, "_current", None) or FunctionContext(
