@@ -54,7 +54,8 @@ def clear_cache() -> None:
 
 
 def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
-         go_backwards=False, *, backend="numpy", exact_random=False, optimize=True):
+         go_backwards=False, *, backend="numpy", exact_random=False, optimize=True,
+         keep="all"):
     """Run ``fn`` over sequences with carried state, compiled to a NumPy loop.
 
     ``scan(fn, sequences, outputs_info, non_sequences, n_steps) -> array | list[array]``
@@ -78,30 +79,38 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     scalars among the non-sequences keep NumPy's weak typing, as in the loop above.
 
     ``go_backwards=True`` walks ``s[:n]`` from its last element to its first (outputs in
-    iteration order). ``exact_random=True`` makes the same generator calls in the same order as
+    iteration order). ``keep="last"`` (or one of "all"/"last" per returned value) returns only
+    the value after the last step for those outputs, and the loop stores O(1) of them instead of
+    O(n_steps). ``exact_random=True`` makes the same generator calls in the same order as
     the loop above, so the results are bit-for-bit equal. ``optimize=False`` turns every
     optimisation pass off. Errors in the step function raise :class:`scanopt.ScanError`
     subclasses naming ``file:line:col``.
     """
     try:
         return _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                     backend=backend, exact_random=exact_random, optimize=optimize)
+                     backend=backend, exact_random=exact_random, optimize=optimize, keep=keep)
     except ScanError as error:
         # The message names the user's line; our frames would only hide it.
         raise error.with_traceback(None) from None
 
 
 def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, backend,
-          exact_random, optimize):
+          exact_random, optimize, keep):
     call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                         backend)
+                         backend, keep)
     if os.environ.get("SCANOPT_DISABLE") == "1":
         from scanopt.reference import reference_scan
 
         outs = reference_scan(fn, call.sequences, call.inits, call.non_sequences, call.n_steps,
                               go_backwards)
+        keeps = [keep] * len(outs) if isinstance(keep, str) else list(keep)
+        outs = [o[-1] if k == "last" else o for o, k in zip(outs, keeps)]
         return outs[0] if len(outs) == 1 else outs
     compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize)
+    if call.n_steps == 0 and compiled.last_without_init:
+        raise ScanValueError(
+            'keep="last" asks for the last value of an output that is not fed back, but the loop '
+            "runs no step", hint="Run at least one step, or keep that output with keep=\"all\".")
     inits = [v for v in call.inits if v is not None]
     outs = compiled.run(*call.sequences, *inits, *call.non_sequences, *captured, call.n_steps)
     if compiled.n_outputs == 1:
@@ -126,7 +135,16 @@ def _as_list(value) -> list:
     return [value]
 
 
-def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, backend):
+def _normalize_keep(keep):
+    if isinstance(keep, str) and keep in ("all", "last"):
+        return keep
+    if isinstance(keep, (list, tuple)) and all(k in ("all", "last") for k in keep):
+        return tuple(keep)
+    raise ScanValueError(f"keep must be \"all\", \"last\" or a list of those, got {keep!r}")
+
+
+def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, backend,
+                  keep="all"):
     if backend not in _BACKENDS:
         raise ScanValueError(f"backend {backend!r} is not available",
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
@@ -185,7 +203,11 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
     for k, sig in enumerate(init_sigs):
         if isinstance(sig, RngVal):
             raise ScanTypeError(f"outputs_info[{k}] is a generator; pass it as a non-sequence")
-    key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given)
+    key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
+           _normalize_keep(keep))
+    # The loop reads the first n_steps elements only; views cost nothing and spare work that
+    # runs over whole sequences (pushed-out matmuls).
+    seqs = [s if len(s) == n_steps else s[:n_steps] for s in seqs]
     return _Call(seqs, inits, params, n_steps, key)
 
 
@@ -212,9 +234,9 @@ def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool):
 def _spec(call_key, outputs: list | None = None):
     from scanopt.frontend.builder import StepSpec
 
-    seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given = call_key
+    seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given, keep = call_key
     return StepSpec(list(seq_sigs), list(init_sigs), list(param_sigs), reverse=go_backwards,
-                    outputs_given=outputs_given)
+                    outputs_given=outputs_given, keep=keep)
 
 
 def _compile(fn, call: _Call, key, *, exact_random: bool, optimize: bool):
@@ -261,7 +283,8 @@ class StepFunction:
         opts = {**self.options, **options}
         try:
             call = _prepare_call(self.fn, sequences, outputs_info, non_sequences, n_steps,
-                                 go_backwards, opts.get("backend", "numpy"))
+                                 go_backwards, opts.get("backend", "numpy"),
+                                 opts.get("keep", "all"))
             compiled, _ = _lookup(self.fn, call, exact_random=opts.get("exact_random", False),
                                   optimize=opts.get("optimize", True))
         except ScanError as error:
@@ -278,7 +301,7 @@ def step(fn=None, **options):
     The result calls the original function when called, and adds ``.scan(...)`` (same arguments
     as :func:`scanopt.scan` without ``fn``) and ``.source(...)`` (the generated module's text).
     """
-    unknown = set(options) - {"backend", "exact_random", "optimize"}
+    unknown = set(options) - {"backend", "exact_random", "optimize", "keep"}
     if unknown:
         raise ScanValueError(f"unknown option(s) for scanopt.step: {', '.join(sorted(unknown))}")
     if fn is None:

@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.printer import Printer
 
 from scanopt import __version__
+from scanopt.dialects import scan
 from scanopt.dialects.scan import Scan
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
@@ -39,6 +40,7 @@ class CompiledLoop:
     plan: CapturePlan
     n_outputs: int
     ir: str  # the optimised scan IR, for explain/debugging
+    last_without_init: bool = False  # keep="last" on an output that is not fed back
 
 
 def make_context() -> Context:
@@ -77,7 +79,13 @@ def compile_loop(fn, spec: StepSpec, *, optimize: bool = True,
               "this file.")
     source = emit_numpy_module(built.module, header=header)
     run = load_source(source, fn_name=built.module.ops.first.sym_name.data)
-    return CompiledLoop(run, source, built.plan, built.n_outputs, print_ir(built.module))
+    last_without_init = any(isinstance(op, scan.LastOp) and op.init is None
+                            for op in built.module.walk()) or any(
+        isinstance(op, scan.LoopOp) and op.keep_last is not None
+        and any(k >= len(op.inits) for k in op.keep_last.get_values())
+        for op in built.module.walk())
+    return CompiledLoop(run, source, built.plan, built.n_outputs, print_ir(built.module),
+                        last_without_init)
 
 
 def load_source(source: str, fn_name: str) -> Callable[..., Any]:

@@ -41,16 +41,21 @@ class ScanError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
+        # The first line of the message goes with the location; the source line and caret
+        # follow it, then the rest of the message (details), then the hint.
+        first, _, details = self.message.partition("\n")
         if self.loc is None:
-            text = f"error: {self.message}"
+            text = f"error: {first}"
         else:
-            text = f"{self.loc}: error: {self.message}"
+            text = f"{self.loc}: error: {first}"
             line = self.loc.source_line()
             if line:
                 stripped = line.lstrip()
                 indent = len(line) - len(stripped)
                 caret_col = max(self.loc.col - 1 - indent, 0)
                 text += f"\n    {stripped}\n    {' ' * caret_col}^"
+        if details:
+            text += f"\n{details}"
         if self.hint:
             text += f"\n{self.hint}"
         return text

@@ -102,6 +102,8 @@ class LoopOp(IRDLOperation):
     outs = var_result_def(TensorType)
     body = region_def("single_block")
     reverse = opt_prop_def(UnitAttr)
+    # Results that hold only the value after the last step (scan-save-mem), not a history.
+    keep_last = opt_prop_def(DenseArrayBase.constr(i64))
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     traits = traits_def(
         SingleBlockImplicitTerminator(YieldOp), IsolatedFromAbove(), RecursiveMemoryEffect()
@@ -147,6 +149,9 @@ class LoopOp(IRDLOperation):
     def param_args(self):
         return self.block.args[len(self.sequences) + len(self.inits) :]
 
+    def last_indices(self) -> tuple[int, ...]:
+        return tuple(self.keep_last.get_values()) if self.keep_last is not None else ()
+
     def verify_(self) -> None:
         n_args = len(self.sequences) + len(self.inits) + len(self.non_seqs)
         if len(self.block.args) != n_args:
@@ -185,10 +190,19 @@ class LoopOp(IRDLOperation):
                 )
             out_type = self.outs[k].type
             assert isinstance(out_type, TensorType)
-            if out_type.get_shape()[1:] != tuple(_shape_of(value.type)):
+            if k in self.last_indices():
+                if out_type != _as_tensor(value.type):
+                    raise VerifyException(
+                        f"Expected result #{k} (last value only) to be "
+                        f"{_as_tensor(value.type)}, but it is {out_type}.")
+            elif out_type.get_shape()[1:] != tuple(_shape_of(value.type)):
                 raise VerifyException(
                     f"Expected result #{k} to stack {value.type}, but it is {out_type}."
                 )
+
+
+def _as_tensor(t: Attribute) -> TensorType:
+    return t if isinstance(t, TensorType) else TensorType(t, [])
 
 
 def _shape_of(t: Attribute) -> tuple[int, ...]:
@@ -528,11 +542,33 @@ class RandomOp(IRDLOperation):
             )
 
 
+@irdl_op_definition
+class LastOp(IRDLOperation):
+    """The value of a loop output after the last step (``keep="last"``).
+
+    ``history`` is the output's stacked history; ``init``, for a fed-back output, is its initial
+    value, which is the answer when the loop runs no step. ``scan-save-mem`` replaces the
+    history by O(1) storage when this is its only use.
+    """
+
+    name = "scan.last"
+    history = operand_def(TensorType)
+    init = opt_operand_def()
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, history: SSAValue, init: SSAValue | None, result_type: Attribute):
+        super().__init__(operands=[history, [init] if init is not None else []],
+                         result_types=[result_type])
+
+
 Scan = Dialect(
     "scan",
     [
         LoopOp, YieldOp, *UNARY_OPS.values(), *BINARY_OPS.values(), WhereOp, ClipOp, CastOp,
         MatmulOp, ReduceOp, TransposeOp, ReshapeOp, IndexOp, ConcatOp, StackOp, FullOp, RandomOp,
+        LastOp,
     ],
     [RngType],
 )

@@ -197,7 +197,8 @@ class StepSpec:
     inits: list[AVal | None]  # None: a per-step output that is not fed back
     non_sequences: list[AVal | RngVal]
     reverse: bool = False
-    outputs_given: bool = False  # outputs_info was given as a list: its length is checked
+    outputs_given: bool = False  # outputs_info was given: its length is checked
+    keep: str | tuple[str, ...] = "all"  # "all"/"last", or one of those per returned value
 
 
 @dataclass
@@ -243,6 +244,7 @@ class _StepBuilder:
 
         returned = list(result.items) if isinstance(result, TupleVal) else [result]
         yielded, order = self._check_outputs(returned, return_node)
+        keep = self._keep(len(returned), return_node)
         with ImplicitBuilder(self.block):
             scan.YieldOp(*yielded)
 
@@ -265,17 +267,40 @@ class _StepBuilder:
                 fargs[:n_seq], fargs[n_seq : n_seq + n_carry], fargs[n_seq + n_carry : -1],
                 Region(self.block), out_types, n_steps=fargs[-1], reverse=spec.reverse,
             )
-            for res, value in zip(loop.outs, yielded):
-                if value.name_hint:
-                    res.name_hint = value.name_hint + "s"
+            carry_names = [arg.name_hint for arg in loop.carry_args]
+            for k, (res, value) in enumerate(zip(loop.outs, yielded)):
+                hint = carry_names[k] if k < len(carry_names) else value.name_hint
+                if hint:
+                    res.name_hint = hint + "s"
             # The function returns the histories in the order the step returns its values.
-            func.ReturnOp(*(loop.outs[k] for k in order))
+            results = []
+            for user_index, k in enumerate(order):
+                value = loop.outs[k]
+                if keep[user_index] == "last":
+                    init = fargs[n_seq + k] if k < n_carry else None
+                    last = scan.LastOp(value, init, yielded[k].type)
+                    last.results[0].name_hint = (value.name_hint or "out")[:-1] + "_last" \
+                        if value.name_hint else "last"
+                    value = last.result
+                results.append(value)
+            func.ReturnOp(*results)
         name = getattr(self.root_fn, "__name__", "step")
         if not name.isidentifier():
             name = "step"
-        function = func.FuncOp(name, (fn_types, [out_types[k] for k in order]), Region(fblock))
+        function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock))
         module = ModuleOp([function])
         return BuiltLoop(module, self.plan, len(yielded))
+
+    def _keep(self, n_outputs: int, node: ast.AST | None) -> list[str]:
+        keep = self.spec.keep
+        if isinstance(keep, str):
+            return [keep] * n_outputs
+        if len(keep) != n_outputs:
+            raise ScanValueError(
+                f"keep has {len(keep)} entries but the step returns {n_outputs} "
+                f"value{'s' * (n_outputs != 1)}", self._loc(node),
+                hint='Give keep="all", keep="last", or one of those per returned value.')
+        return list(keep)
 
     def _argument_names(self) -> list[str]:
         names = []
@@ -876,6 +901,8 @@ class _StepBuilder:
             if _is_slice(entry):
                 parts = [self._static_int(p, node, scope, allow_none=True)
                          for p in entry.items[1:]]
+                if parts[2] is None:
+                    parts = parts[:2]
                 spec.append(":".join("" if p is None else str(p) for p in parts))
                 dummy_index.append(slice(*parts))
             elif isinstance(entry, Const) and entry.value is None:
@@ -1424,6 +1451,9 @@ class _StepBuilder:
             if value.type != arg.type:
                 what = "dtype" if got.shape == init.shape else \
                     "shape" if not got.weak and got.dtype == init.dtype else "type"
+                if not mismatches and isinstance(node, ast.Tuple | ast.List) and \
+                        len(node.elts) == len(returned):
+                    loc = self._loc(node.elts[k])
                 mismatches.append(
                     f"The input carry `{arg.name_hint}` has type {init.describe()} but the step "
                     f"returns {got.describe()} for it, so the {what}s do not match.")

@@ -178,13 +178,22 @@ class _FunctionEmitter:
         body = loop.block
         yield_op = body.last_op
         assert isinstance(yield_op, scan.YieldOp)
-        histories = []
+        histories: list[str | None] = []
+        last_only = loop.last_indices()
+        last_outputs: dict[int, str] = {}  # per-step outputs kept last: their variable
         carry_hints = [arg.name_hint or f"carry{k}" for k, arg in enumerate(loop.carry_args)]
         for k, (result, value) in enumerate(zip(loop.outs, yield_op.values)):
             hint = carry_hints[k] if k < len(carry_hints) else value.name_hint or f"out{k}"
             if k < len(carry_hints) and not value.name_hint and value.owner is not None \
                     and not isinstance(value, BlockArgument):
                 value.name_hint = f"{hint}_next"
+            if k in last_only:
+                histories.append(None)
+                if k >= len(carry_hints):
+                    last_outputs[k] = self.namer.fresh(f"{hint}_last")
+                    out.append(ast.Assign([ast.Name(last_outputs[k], ast.Store())],
+                                          ast.Constant(None)))
+                continue
             name = self.namer.name(result, hint + "s")
             histories.append(name)
             aval = aval_of(value.type)
@@ -219,9 +228,12 @@ class _FunctionEmitter:
                 continue
             inner.extend(self._op(op))
         yielded = [self._use(v) for v in yield_op.values]
-        for name, value in zip(histories, yielded):
-            inner.append(ast.Assign([ast.Subscript(ast.Name(name, ast.Load()), index,
-                                                   ast.Store())], value))
+        for k, (name, value) in enumerate(zip(histories, yielded)):
+            if name is not None:
+                inner.append(ast.Assign([ast.Subscript(ast.Name(name, ast.Load()), index,
+                                                       ast.Store())], value))
+            elif k in last_outputs:
+                inner.append(ast.Assign([ast.Name(last_outputs[k], ast.Store())], value))
         if carry_names:
             targets = [ast.Name(n, ast.Store()) for n in carry_names]
             values = yielded[: len(carry_names)]
@@ -235,8 +247,19 @@ class _FunctionEmitter:
         if not inner:
             inner.append(ast.Pass())
         out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner, []))
-        for result, name in zip(loop.outs, histories):
-            self.namer.names[result] = name
+        for k, (result, name) in enumerate(zip(loop.outs, histories)):
+            if name is not None:
+                self.namer.names[result] = name
+                continue
+            # Only the last value is kept: hand the user a copy, never a buffer of the loop
+            # (nor, after zero steps, their own initial array).
+            source = carry_names[k] if k < len(carry_names) else last_outputs[k]
+            final = self.namer.name(result, result.name_hint or f"{source}_last")
+            value = ast.Name(source, ast.Load())
+            copy = _np_call("array", [value]) if not isinstance(
+                yield_op.values[k].type, TensorType) else \
+                ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
+            out.append(ast.Assign([ast.Name(final, ast.Store())], copy))
         return out
 
     # -- one op -------------------------------------------------------------------------------
@@ -295,6 +318,13 @@ class _FunctionEmitter:
                             dtype=_dtype_expr(aval.dtype))
         if isinstance(op, scan.RandomOp):
             return self._random(op, operands)
+        if isinstance(op, scan.LastOp):
+            last = ast.Call(ast.Attribute(ast.Subscript(operands[0], _int_literal(-1),
+                                                        ast.Load()), "copy", ast.Load()), [], [])
+            if len(operands) == 1:
+                return last
+            initial = ast.Call(ast.Attribute(operands[1], "copy", ast.Load()), [], [])
+            return ast.IfExp(_call("len", [operands[0]]), last, initial)
         raise NotImplementedError(f"no NumPy lowering for {op.name}")
 
     def _index_expr(self, op: scan.IndexOp, dynamic: list[ast.expr]) -> ast.expr:
