@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 from io import StringIO
 from typing import Any, Callable
 
@@ -22,25 +21,13 @@ from xdsl.printer import Printer
 from scanopt import __version__
 from scanopt.dialects import scan
 from scanopt.dialects.scan import Scan
+from scanopt.compiled import CompiledLoop
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
-from scanopt.frontend.captures import CapturePlan
 from scanopt.lowering.numpy_emitter import emit_numpy_module
 from scanopt.transforms import run_pipeline
 
 STAGES = ("scan", "scan-opt", "numpy")
-
-
-@dataclass
-class CompiledLoop:
-    """A compiled loop: the function to call, its source, and the captures it needs."""
-
-    run: Callable[..., Any]
-    source: str
-    plan: CapturePlan
-    n_outputs: int
-    ir: str  # the optimised scan IR, for explain/debugging
-    last_without_init: bool = False  # keep="last" on an output that is not fed back
 
 
 def make_context() -> Context:
