@@ -7,10 +7,22 @@ paths in the live function objects: arrays are fetched (they are loop inputs), a
 is checked against what the compiled loop assumed (the same constant, the same helper code, the
 same module). Any difference is a cache miss and a recompile, so rebinding a global never runs
 stale code. Plain Python: no xDSL here.
+
+A plan read back from the disk cache cannot hold live objects, so it names them instead:
+``("source", digest)`` for a helper function (the digest of its source, see
+:func:`code_fingerprint`) and ``("named", "numpy:tanh")`` for an object found again by name (see
+:func:`name_of`). :meth:`CapturePlan.pinned` turns those back into identity guards on the live
+objects once they have matched, so later calls check as fast as a freshly compiled plan.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
+import json
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +74,11 @@ def _matches(obj: Any, expected: Any) -> bool:
         return getattr(obj, "__code__", None) is expected[1]
     if kind == "is":
         return obj is expected[1]
+    if kind == "source":
+        code = getattr(obj, "__code__", None)
+        return isinstance(code, types.CodeType) and source_digest(code) == expected[1]
+    if kind == "named":
+        return obj is resolve_name(expected[1])
     return False
 
 
@@ -92,3 +109,100 @@ class CapturePlan:
             if not _matches(resolve(fn, path), expected):
                 return None
         return [resolve(fn, path) for path in self.inputs]
+
+    def first_mismatch(self, fn) -> Path | None:
+        """The path of the first guard that fails for ``fn`` (None when all pass): for logs."""
+        for path, expected in self.guards.items():
+            if not _matches(resolve(fn, path), expected):
+                return path
+        return None
+
+    def pinned(self, fn) -> CapturePlan:
+        """This plan with by-name guards replaced by identity guards on ``fn``'s live objects.
+
+        Call it only after :meth:`fetch` succeeded: the live objects are then the ones named.
+        """
+        plan = CapturePlan(inputs=list(self.inputs))
+        for path, expected in self.guards.items():
+            if isinstance(expected, tuple) and expected[0] == "source":
+                expected = ("code", resolve(fn, path).__code__)
+            elif isinstance(expected, tuple) and expected[0] == "named":
+                expected = ("is", resolve(fn, path))
+            plan.guards[path] = expected
+        return plan
+
+
+def describe_path(path: Path) -> str:
+    """A path as a log line shows it: ``global sigmoid → global W``."""
+    return " → ".join(f"{kind} {key}" for kind, key in path) or "the step function"
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming live objects, for the disk cache
+
+
+def code_fingerprint(code: types.CodeType) -> dict | None:
+    """What identifies a function's code across processes: its source text and where it is.
+
+    None when the source cannot be read (exec, the interactive prompt). The position of the
+    first instruction tells apart lambdas that share a line (their source is the whole line).
+    """
+    try:
+        source = inspect.getsource(code)
+    except (OSError, TypeError, IndexError, SyntaxError):
+        return None
+    positions = [(line, col) for line, _, col, _ in code.co_positions()
+                 if line is not None and col is not None]
+    return {"name": code.co_name, "qualname": code.co_qualname, "file": code.co_filename,
+            "line": code.co_firstlineno, "first": list(min(positions)) if positions else None,
+            "source": source}
+
+
+def source_digest(code: types.CodeType) -> str | None:
+    """The sha256 of :func:`code_fingerprint` (None when the source cannot be read)."""
+    fingerprint = code_fingerprint(code)
+    if fingerprint is None:
+        return None
+    text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Modules whose objects the disk cache may name, and import again by that name when it loads.
+_NAMED_MODULES = ("numpy", "numpy.random", "numpy.linalg", "builtins", "math")
+
+
+def _nameable_module(name: object) -> bool:
+    return isinstance(name, str) and (name in _NAMED_MODULES or name.startswith("numpy."))
+
+
+def name_of(obj: Any) -> str | None:
+    """A name that finds ``obj`` again in another process, or None.
+
+    ``"numpy"`` and ``"numpy.random"`` for those modules, ``"numpy:tanh"`` or ``"builtins:abs"``
+    for an attribute of one of them that *is* ``obj``. Only NumPy, ``math`` and builtins count:
+    resolving a name must not import user code.
+    """
+    if isinstance(obj, types.ModuleType):
+        name = getattr(obj, "__name__", None)
+        return name if _nameable_module(name) and sys.modules.get(name) is obj else None
+    attr = getattr(obj, "__name__", None)
+    if not isinstance(attr, str):
+        return None
+    for module_name in (*_NAMED_MODULES, getattr(obj, "__module__", None)):
+        if _nameable_module(module_name):
+            module = sys.modules.get(module_name)
+            if module is not None and getattr(module, attr, None) is obj:
+                return f"{module_name}:{attr}"
+    return None
+
+
+def resolve_name(name: str) -> Any:
+    """The object :func:`name_of` named (MISSING when it cannot be found)."""
+    module_name, _, attr = name.partition(":")
+    if not _nameable_module(module_name):
+        return MISSING
+    try:
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        return getattr(module, attr) if attr else module
+    except (ImportError, AttributeError, ValueError):
+        return MISSING

@@ -162,7 +162,7 @@ class _FunctionEmitter:
             return False
         user = uses[0].operation
         return user.parent_block() is op.parent_block() and not isinstance(
-            user, scan.YieldOp | func.ReturnOp)
+            user, scan.YieldOp | func.ReturnOp | scan.LoopOp)
 
     def _use(self, value: SSAValue) -> ast.expr:
         if value in self.inline:
@@ -217,6 +217,8 @@ class _FunctionEmitter:
         index = ast.Name("t", ast.Load())
         inner: list[ast.stmt] = []
         for seq, arg in zip(loop.sequences, loop.seq_args):
+            if not arg.uses:
+                continue
             position: ast.expr = index
             if loop.reverse is not None:
                 position = ast.BinOp(ast.BinOp(n_steps, ast.Sub(), ast.Constant(1)), ast.Sub(),
@@ -278,6 +280,14 @@ class _FunctionEmitter:
                 return ast.UnaryOp(ast.USub(), operands[0])
             return _np_call(_NP_NAMES.get(op.NUMPY_NAME, op.NUMPY_NAME), operands)
         if isinstance(op, scan.MatmulOp):
+            lhs_shape = aval_of(op.lhs.type).shape
+            if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
+                # A stack of matrices times one matrix: one GEMM over all their rows.
+                rows = ast.Call(ast.Attribute(operands[0], "reshape", ast.Load()),
+                                [_int_literal(-1), ast.Constant(lhs_shape[-1])], [])
+                product = ast.BinOp(rows, ast.MatMult(), operands[1])
+                return ast.Call(ast.Attribute(product, "reshape", ast.Load()),
+                                [_shape_expr(aval_of(op.result.type).shape)], [])
             return ast.BinOp(operands[0], ast.MatMult(), operands[1])
         if isinstance(op, scan.WhereOp):
             return _np_call("where", operands)
@@ -383,7 +393,9 @@ def _dtype_expr(dtype: np.dtype) -> ast.expr:
 
 
 def _shape_expr(shape: tuple) -> ast.expr:
-    return ast.Tuple([ast.Constant(d) for d in shape], ast.Load())
+    """A shape; the one unknown dimension (the number of steps) is -1."""
+    return ast.Tuple([_int_literal(-1) if d is None else ast.Constant(d) for d in shape],
+                     ast.Load())
 
 
 def _int_literal(v: int) -> ast.expr:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-PIPELINE = ("canonicalize", "cse", "dce")
+PIPELINE = ("canonicalize", "cse", "scan-licm", "scan-fuse-matmul", "cse", "scan-fuse-slices",
+            "scan-licm", "scan-push-out-seq", "scan-save-mem", "cse", "dce")
 
 
 def get_all_passes() -> dict[str, Callable[[], type]]:
@@ -31,7 +32,24 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
 
         return CanonicalizePass
 
-    return {"cse": _cse, "dce": _dce, "canonicalize": _canonicalize}
+    def _scan(module: str, cls: str):
+        def get():
+            import importlib
+
+            return getattr(importlib.import_module(f"scanopt.transforms.{module}"), cls)
+
+        return get
+
+    return {
+        "cse": _cse,
+        "dce": _dce,
+        "canonicalize": _canonicalize,
+        "scan-licm": _scan("scan_licm", "ScanLICMPass"),
+        "scan-fuse-matmul": _scan("scan_fuse_matmul", "ScanFuseMatmulPass"),
+        "scan-fuse-slices": _scan("scan_fuse_slices", "ScanFuseSlicesPass"),
+        "scan-push-out-seq": _scan("scan_push_out_seq", "ScanPushOutSeqPass"),
+        "scan-save-mem": _scan("scan_save_mem", "ScanSaveMemPass"),
+    }
 
 
 def run_pipeline(module, ctx, passes=PIPELINE,

@@ -121,3 +121,56 @@ def copy_loc(target: Operation, source: Operation) -> Operation:
     if loc is not None:
         target.attributes["loc"] = loc
     return target
+
+
+def batched_clone(op: Operation, operands: Sequence[SSAValue],
+                  batched: Sequence[bool]) -> Operation | None:
+    """``op`` applied to every step at once, or None if that is not expressible.
+
+    ``operands`` are the values to use outside the loop; ``batched[k]`` says whether operand k
+    gained a leading step dimension (a whole sequence or history) or is the same for every step
+    (an invariant). The result gains the leading dimension. NumPy semantics make most ops work
+    unchanged on the bigger arrays: invariants broadcast from the right, so an elementwise op
+    is fine when each batched operand has the result's rank; other ops shift their axes by one.
+    """
+    from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, i64
+    from xdsl.dialects.builtin import ArrayAttr
+
+    if not any(batched) or not is_pure(op) or isinstance(op, arith.ConstantOp):
+        return None
+    result_type = op.results[0].type
+    out_rank = rank(result_type)
+    props = dict(op.properties)
+    ok = False
+    if isinstance(op, scan.ElementwiseOp | scan.WhereOp | scan.ClipOp | scan.CastOp):
+        ok = all(not b or rank(o.type) == out_rank for o, b in zip(op.operands, batched))
+    elif isinstance(op, scan.MatmulOp):
+        ok = batched[0] and not batched[1] and rank(op.rhs.type) == 2 and rank(op.lhs.type) >= 1
+    elif isinstance(op, scan.IndexOp):
+        spec = [s.data for s in op.spec.data]
+        if batched[0] and not any(batched[1:]) and "?" not in spec:
+            props["spec"] = ArrayAttr([StringAttr(s) for s in [":", *spec]])
+            ok = True
+        elif not batched[0] and spec == ["?"] and batched[1]:
+            ok = True  # W[i_t] for every step: W[I], one gather
+    elif isinstance(op, scan.ReduceOp):
+        if batched[0]:
+            n = rank(op.operand.type)
+            axes = list(op.axis.get_values()) if op.axis is not None else list(range(n))
+            props["axis"] = DenseArrayBase.from_list(i64, [a + 1 for a in axes])
+            ok = True
+    elif isinstance(op, scan.TransposeOp):
+        if batched[0]:
+            perm = [0, *(p + 1 for p in op.perm.get_values())]
+            props["perm"] = DenseArrayBase.from_list(i64, perm)
+            ok = True
+    elif isinstance(op, scan.ReshapeOp):
+        ok = batched[0]
+    elif isinstance(op, scan.ConcatOp | scan.StackOp):
+        if all(batched):
+            props["axis"] = IntegerAttr(op.axis.value.data + 1, i64)
+            ok = True
+    if not ok:
+        return None
+    return type(op).create(operands=list(operands), result_types=[with_leading_dim(result_type)],
+                           properties=props, attributes=dict(op.attributes))
