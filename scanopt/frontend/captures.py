@@ -21,6 +21,9 @@ import hashlib
 import importlib
 import inspect
 import json
+import linecache
+import os
+import re
 import sys
 import types
 from dataclasses import dataclass, field
@@ -147,15 +150,37 @@ def code_fingerprint(code: types.CodeType) -> dict | None:
     None when the source cannot be read (exec, the interactive prompt). The position of the
     first instruction tells apart lambdas that share a line (their source is the whole line).
     """
-    try:
-        source = inspect.getsource(code)
-    except (OSError, TypeError, IndexError, SyntaxError):
+    source = _source_text(code)
+    if source is None:
         return None
     positions = [(line, col) for line, _, col, _ in code.co_positions()
                  if line is not None and col is not None]
     return {"name": code.co_name, "qualname": code.co_qualname, "file": code.co_filename,
             "line": code.co_firstlineno, "first": list(min(positions)) if positions else None,
             "source": source}
+
+
+_DEF_LINE = re.compile(r"^(\s*def\s)|(\s*async\s+def\s)|(.*(?<!\w)lambda(:|\s))|^(\s*@)")
+
+
+def _source_text(code: types.CodeType) -> str | None:
+    """``inspect.getsource(code)``, without its walk over ``sys.modules`` for a file on disk.
+
+    ``inspect`` first looks for the module that owns the file, which costs milliseconds per
+    hundred imported modules: too slow for a cached call. For a ``.py`` file the text is the
+    same; anything else (notebooks, zip imports) goes through ``inspect``.
+    """
+    filename = code.co_filename
+    lnum = code.co_firstlineno - 1
+    if filename.endswith(".py") and os.path.isfile(filename):
+        linecache.checkcache(filename)
+        lines = linecache.getlines(filename)
+        if 0 <= lnum < len(lines) and _DEF_LINE.match(lines[lnum]):
+            return "".join(inspect.getblock(lines[lnum:]))
+    try:
+        return inspect.getsource(code)
+    except (OSError, TypeError, IndexError, SyntaxError):
+        return None
 
 
 def source_digest(code: types.CodeType) -> str | None:

@@ -21,6 +21,7 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
+from scanopt.lowering.buffers import BufferPlan, Target, plan_block
 from scanopt.frontend.signature import AVal
 
 _COMMENT_MARKER = "__scanopt_comment__:"
@@ -34,15 +35,19 @@ _NP_NAMES = {"absolute": "abs"}
 _RESERVED = {"np", "range", "t", "float"}
 
 
-def emit_numpy_module(module: ModuleOp, *, header: str = "") -> str:
-    """The source text of a module defining one function per ``func.func`` in ``module``."""
+def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False) -> str:
+    """The source text of a module defining one function per ``func.func`` in ``module``.
+
+    With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
+    across steps and calls, and stacked outputs are written in place (see ``buffers.py``).
+    """
     body: list[ast.stmt] = []
     if header:
         body.append(ast.Expr(ast.Constant(header)))
     body.append(ast.Import(names=[ast.alias("numpy", "np")]))
     for op in module.ops:
         if isinstance(op, func.FuncOp):
-            body.append(_FunctionEmitter(op).emit())
+            body.extend(_FunctionEmitter(op, buffers=buffers).emit())
     tree = ast.Module(body=body, type_ignores=[])
     ast.fix_missing_locations(tree)
     return _render(tree)
@@ -92,27 +97,85 @@ class _Namer:
 
 
 class _FunctionEmitter:
-    def __init__(self, function: func.FuncOp):
+    def __init__(self, function: func.FuncOp, buffers: bool = False):
         self.function = function
         self.namer = _Namer()
         self.inline: dict[SSAValue, ast.expr] = {}
         self.last_line: tuple[str, int] | None = None
+        self.use_buffers = buffers
+        self.plan = BufferPlan()
 
-    def emit(self) -> ast.FunctionDef:
+    def emit(self) -> list[ast.stmt]:
         block = self.function.body.block
         params = [ast.arg(self.namer.name(arg, f"arg{arg.index}")) for arg in block.args]
+        if self.use_buffers:
+            self.namer.taken.update({"work", "_workspace", "_spare_workspaces"})
+            plan_block(block, self.plan, self.namer)
+            for op in block.ops:
+                if isinstance(op, scan.LoopOp):
+                    last = set(op.last_indices())
+                    plan_block(op.block, self.plan, self.namer,
+                               {k: k not in last for k in range(len(op.outs))})
         statements = self._block(block.ops)
         doc = (f"Run the compiled loop of `{self.function.sym_name.data}`.\n\n"
                "    Arguments: the sequences, the initial value of each fed-back output, the\n"
                "    non-sequences (and arrays the step reads from its enclosing scope), then the\n"
                "    number of steps. Returns the stacked history of every output.\n    ")
-        return ast.FunctionDef(
+        prologue: list[ast.stmt] = []
+        module_level: list[ast.stmt] = []
+        if self.plan.buffers:
+            n_steps = ast.Name(self.namer.name(block.args[-1]), ast.Load())
+            prologue.append(_comment("Temporaries live in arrays reused across steps and calls."))
+            prologue.append(ast.Assign([ast.Name("work", ast.Store())],
+                                       _call("_workspace", [n_steps])))
+            for name in self.plan.buffers:
+                prologue.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
+                    ast.Name("work", ast.Load()), ast.Constant(name), ast.Load())))
+            module_level = self._workspace_helper()
+        function = ast.FunctionDef(
             name=self.function.sym_name.data,
             args=ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[],
                                defaults=[]),
-            body=[ast.Expr(ast.Constant(doc)), *statements],
+            body=[ast.Expr(ast.Constant(doc)), *prologue, *statements],
             decorator_list=[], returns=None, type_params=[],
         )
+        return [*module_level, function]
+
+    def _workspace_helper(self) -> list[ast.stmt]:
+        """``_workspace(n_steps)``: one set of temporaries per concurrent call, kept between
+        calls (a call takes a set and gives it back when it returns)."""
+        n_steps = ast.Name("n_steps", ast.Load())
+        arrays = {}
+        for name, (shape, element) in self.plan.buffers.items():
+            dims = [n_steps if d is None else ast.Constant(d) for d in shape]
+            dtype = _dtype_expr(aval_of(TensorType(element, [])).dtype)
+            arrays[name] = _np_call("empty", [ast.Tuple(dims, ast.Load())], dtype=dtype)
+        doc = ("Arrays for the temporaries of one call, reused across steps and calls.\n\n"
+               "    A call takes a set and gives it back when it returns, so concurrent calls "
+               "never\n    share one. Nothing in it is ever returned to the caller.\n    ")
+        body = [
+            ast.Expr(ast.Constant(doc)),
+            ast.Assign([ast.Name("work", ast.Store())], ast.IfExp(
+                ast.Name("_spare_workspaces", ast.Load()),
+                ast.Call(ast.Attribute(ast.Name("_spare_workspaces", ast.Load()), "pop",
+                                       ast.Load()), [], []),
+                ast.Constant(None))),
+            ast.If(ast.BoolOp(ast.Or(), [
+                ast.Compare(ast.Name("work", ast.Load()), [ast.Is()], [ast.Constant(None)]),
+                ast.Compare(ast.Subscript(ast.Name("work", ast.Load()), ast.Constant("n_steps"),
+                                          ast.Load()), [ast.NotEq()], [n_steps])]),
+                [ast.Assign([ast.Name("work", ast.Store())], ast.Dict(
+                    [ast.Constant("n_steps"), *(ast.Constant(k) for k in arrays)],
+                    [n_steps, *arrays.values()]))], []),
+            ast.Return(ast.Name("work", ast.Load())),
+        ]
+        helper = ast.FunctionDef(
+            name="_workspace",
+            args=ast.arguments(posonlyargs=[], args=[ast.arg("n_steps")], kwonlyargs=[],
+                               kw_defaults=[], defaults=[]),
+            body=body, decorator_list=[], returns=None, type_params=[])
+        return [ast.Assign([ast.Name("_spare_workspaces", ast.Store())], ast.List([], ast.Load())),
+                helper]
 
     # -- blocks -------------------------------------------------------------------------------
 
@@ -137,9 +200,21 @@ class _FunctionEmitter:
 
     def _op(self, op: Operation) -> list[ast.stmt]:
         if isinstance(op, func.ReturnOp):
-            values = [self._use(v) for v in op.arguments]
+            values = []
+            for v in op.arguments:
+                use = self._use(v)
+                if v in self.plan.copy_on_return:
+                    use = ast.Call(ast.Attribute(use, "copy", ast.Load()), [], [])
+                values.append(use)
             value = values[0] if len(values) == 1 else ast.Tuple(values, ast.Load())
-            return [ast.Return(value)]
+            give_back = []
+            if self.plan.buffers:
+                give_back.append(ast.Expr(ast.Call(ast.Attribute(
+                    ast.Name("_spare_workspaces", ast.Load()), "append", ast.Load()),
+                    [ast.Name("work", ast.Load())], [])))
+            return [*give_back, ast.Return(value)]
+        if op in self.plan.targets:
+            return self._op_with_out(op, self.plan.targets[op])
         if isinstance(op, scan.LoopOp):
             return self._loop(op)
         if isinstance(op, arith.ConstantOp):
@@ -153,9 +228,61 @@ class _FunctionEmitter:
         target = self.namer.name(result, _default_name(op))
         return [*self._origin(op), ast.Assign([ast.Name(target, ast.Store())], expr)]
 
+    def _op_with_out(self, op: Operation, target: Target) -> list[ast.stmt]:
+        """``np.f(a, b, out=target)``: the result is written where the buffer plan says."""
+        out: list[ast.stmt] = [*self._origin(op)]
+        result = op.results[0]
+        if target.kind == "history":
+            name = self.namer.name(result, "out")
+            slot = ast.Subscript(ast.Name(self.histories[target.output], ast.Load()),
+                                 ast.Name("t", ast.Load()), ast.Load())
+            out.append(ast.Assign([ast.Name(name, ast.Store())], slot))
+        elif target.kind == "inplace":
+            name = self.namer.name(target.operand)
+            self.namer.names[result] = name
+        else:
+            name = target.buffer
+            self.namer.names[result] = name
+        destination = ast.Name(name, ast.Load())
+        out.append(ast.Expr(self._out_call(op, destination)))
+        return out
+
+    def _out_call(self, op: Operation, destination: ast.expr) -> ast.expr:
+        operands = [self._use(v) for v in op.operands]
+        if isinstance(op, scan.ElementwiseOp):
+            name = {"true_divide": "divide"}.get(op.NUMPY_NAME, op.NUMPY_NAME)
+            return _np_call(name, operands, out=destination)
+        if isinstance(op, scan.MatmulOp):
+            lhs_shape = aval_of(op.lhs.type).shape
+            if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
+                rows = ast.Call(ast.Attribute(operands[0], "reshape", ast.Load()),
+                                [_int_literal(-1), ast.Constant(lhs_shape[-1])], [])
+                flat_out = ast.Call(ast.Attribute(destination, "reshape", ast.Load()),
+                                    [_int_literal(-1),
+                                     ast.Constant(aval_of(op.result.type).shape[-1])], [])
+                return _np_call("matmul", [rows, operands[1]], out=flat_out)
+            return _np_call("matmul", operands, out=destination)
+        if isinstance(op, scan.ReduceOp | scan.ConcatOp | scan.StackOp | scan.ClipOp):
+            call = self._expression(op)
+            assert isinstance(call, ast.Call)
+            call.keywords.append(ast.keyword("out", destination))
+            return call
+        if isinstance(op, scan.CastOp):
+            return _np_call("copyto", [destination, operands[0]],
+                            casting=ast.Constant("unsafe"))
+        if isinstance(op, scan.RandomOp):
+            dtype = aval_of(op.result.type).dtype
+            kwargs = [ast.keyword("out", destination)]
+            if dtype != np.float64:
+                kwargs.insert(0, ast.keyword("dtype", _dtype_expr(dtype)))
+            return ast.Call(ast.Attribute(operands[0], op.method.data, ast.Load()), [], kwargs)
+        raise NotImplementedError(op.name)
+
     def _inlinable(self, op: Operation) -> bool:
         if isinstance(op, scan.RandomOp):
             return False  # draws stay statements, in the user's order
+        if self.use_buffers and not isinstance(op, scan.IndexOp | scan.TransposeOp):
+            return False  # a temporary may be overwritten in place: it needs a name
         result = op.results[0]
         uses = list(result.uses)
         if len(uses) != 1 or result.name_hint:
@@ -201,6 +328,7 @@ class _FunctionEmitter:
             out.append(ast.Assign(
                 [ast.Name(name, ast.Store())],
                 _np_call("empty", [shape], dtype=_dtype_expr(np.asarray(aval.dummy()).dtype))))
+        self.histories = histories
         # Carries start from their initial values.
         carry_names = []
         for init, arg in zip(loop.inits, loop.carry_args):
@@ -231,6 +359,8 @@ class _FunctionEmitter:
             inner.extend(self._op(op))
         yielded = [self._use(v) for v in yield_op.values]
         for k, (name, value) in enumerate(zip(histories, yielded)):
+            if k in self.plan.in_history:
+                continue  # already written into its slot
             if name is not None:
                 inner.append(ast.Assign([ast.Subscript(ast.Name(name, ast.Load()), index,
                                                        ast.Store())], value))

@@ -1,0 +1,180 @@
+"""Where each array result of a block is written: the emitter's buffer plan (Theano's
+``allow_gc=False``).
+
+For every op that NumPy can run with ``out=`` the planner picks a target:
+
+- ``history``: the value is a fed-back or per-step output that is stacked — write it straight
+  into this step's slot of the returned history (``out=hs[t]``), which also makes it the carry
+  for the next step without a copy;
+- ``inplace``: an operand of the same shape and dtype that dies here and is ours to overwrite
+  (a temporary, never an input or a view) — ``np.exp(z, out=z)``;
+- ``buffer``: a workspace array allocated once per compiled loop and reused across steps and
+  across calls; buffers whose values are dead are recycled within the block (liveness).
+
+Values the user gets back (histories, last values, anything returned) never live in a workspace
+buffer, and inputs are never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Block, Operation, SSAValue
+
+from scanopt.dialects import scan
+
+_VIEW_OPS = (scan.IndexOp, scan.TransposeOp, scan.ReshapeOp)
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "history" | "inplace" | "buffer"
+    buffer: str | None = None  # the workspace array's name ("buffer")
+    operand: SSAValue | None = None  # the operand overwritten ("inplace")
+    output: int | None = None  # the yielded output's index ("history")
+
+
+@dataclass
+class BufferPlan:
+    targets: dict[Operation, Target] = field(default_factory=dict)
+    # name → (shape with None for the number of steps, dtype element type attribute)
+    buffers: dict[str, tuple[tuple, object]] = field(default_factory=dict)
+    # yielded outputs already written into their history slot
+    in_history: set[int] = field(default_factory=set)
+    # returned values that are views of a workspace buffer: copied before they are returned
+    copy_on_return: set[SSAValue] = field(default_factory=set)
+
+
+def supports_out(op: Operation) -> bool:
+    result = op.results[0].type if op.results else None
+    if not isinstance(result, TensorType) or not result.get_shape():
+        return False
+    if isinstance(op, scan.RandomOp):
+        return op.method.data in ("random", "standard_normal") and op.size is not None
+    return isinstance(op, scan.ElementwiseOp | scan.MatmulOp | scan.ReduceOp | scan.ClipOp
+                      | scan.CastOp | scan.ConcatOp | scan.StackOp)
+
+
+def _elementwise(op: Operation) -> bool:
+    return isinstance(op, scan.ElementwiseOp | scan.ClipOp | scan.CastOp)
+
+
+class _Planner:
+    def __init__(self, block: Block, plan: BufferPlan, namer, histories: dict[int, bool]):
+        self.block = block
+        self.plan = plan
+        self.namer = namer
+        self.histories = histories  # yielded output index → has a stacked history
+        self.ops = list(block.ops)
+        self.index = {op: k for k, op in enumerate(self.ops)}
+        self.last_use: dict[SSAValue, int] = {}
+        self.storage: dict[SSAValue, tuple] = {}
+        self.free: dict[tuple, list[str]] = {}
+        self.yielded: dict[SSAValue, list[int]] = {}
+        self.returned: set[SSAValue] = set()
+
+    def run(self) -> None:
+        for k, op in enumerate(self.ops):
+            for operand in op.operands:
+                self.last_use[operand] = k
+            if isinstance(op, scan.YieldOp):
+                for j, value in enumerate(op.values):
+                    self.yielded.setdefault(value, []).append(j)
+            if isinstance(op, func.ReturnOp):
+                self.returned.update(op.arguments)
+        # A view keeps its source alive.
+        for k in range(len(self.ops) - 1, -1, -1):
+            op = self.ops[k]
+            if isinstance(op, _VIEW_OPS):
+                view, source = op.results[0], op.operands[0]
+                end = max(self.last_use.get(view, k), self.last_use.get(source, k))
+                self.last_use[source] = end
+        for k, op in enumerate(self.ops):
+            self._plan_op(k, op)
+        for value in self.returned:
+            storage = self.storage.get(self._root(value))
+            if storage is not None and storage[0] == "buffer":
+                self.plan.copy_on_return.add(value)
+
+    def _root(self, value: SSAValue) -> SSAValue:
+        while value in self.storage and self.storage[value][0] == "view":
+            value = self.storage[value][1]
+        return value
+
+    def _plan_op(self, k: int, op: Operation) -> None:
+        if isinstance(op, _VIEW_OPS):
+            self.storage[op.results[0]] = ("view", op.operands[0])
+            return
+        if isinstance(op, arith.ConstantOp | scan.YieldOp | func.ReturnOp):
+            return
+        if not op.results:
+            return
+        result = op.results[0]
+        target = self._choose(k, op, result) if supports_out(op) else None
+        if target is None:
+            self.storage[result] = ("fresh",)
+        else:
+            self.plan.targets[op] = target
+            if target.kind == "history":
+                self.plan.in_history.add(target.output)
+                self.storage[result] = ("history",)
+            elif target.kind == "inplace":
+                self.storage[result] = self.storage[target.operand]
+            else:
+                self.storage[result] = ("buffer", target.buffer)
+        self._release_dead_operands(k, op, result)
+
+    def _choose(self, k: int, op: Operation, result: SSAValue) -> Target | None:
+        if result in self.returned:
+            return None  # handed to the user: a fresh array
+        outputs = self.yielded.get(result)
+        if outputs:
+            first = outputs[0]
+            if self.histories.get(first) and first not in self.plan.in_history:
+                return Target("history", output=first)
+            return None  # kept from step to step without a history: a fresh array
+        if _elementwise(op):
+            for operand in op.operands:
+                if self._can_overwrite(operand, k, result):
+                    return Target("inplace", operand=operand)
+        key = (tuple(result.type.get_shape()), result.type.get_element_type())
+        spare = self.free.get(key)
+        if spare:
+            return Target("buffer", buffer=spare.pop())
+        name = self.namer.fresh(result.name_hint or "work")
+        self.plan.buffers[name] = (tuple(None if d < 0 else d for d in result.type.get_shape()),
+                                   result.type.get_element_type())
+        return Target("buffer", buffer=name)
+
+    def _can_overwrite(self, operand: SSAValue, k: int, result: SSAValue) -> bool:
+        if operand.type != result.type or self.last_use.get(operand) != k:
+            return False
+        if operand in self.yielded or operand in self.returned:
+            return False
+        storage = self.storage.get(operand)
+        # Ours alone: a workspace buffer or a fresh temporary, not an input, view or history.
+        return storage is not None and storage[0] in ("buffer", "fresh")
+
+    def _release_dead_operands(self, k: int, op: Operation, result: SSAValue) -> None:
+        target = self.plan.targets.get(op)
+        for operand in set(op.operands):
+            root = self._root(operand)
+            if self.last_use.get(root) != k or root in self.yielded:
+                continue
+            storage = self.storage.get(root)
+            if storage is None or storage[0] != "buffer":
+                continue
+            if target is not None and target.kind == "inplace" and \
+                    self._root(target.operand) is root:
+                continue  # the result lives on in this buffer
+            if self.storage.get(result) == storage:
+                continue
+            key = (tuple(root.type.get_shape()), root.type.get_element_type())
+            self.free.setdefault(key, []).append(storage[1])
+
+
+def plan_block(block: Block, plan: BufferPlan, namer, histories: dict[int, bool] | None = None):
+    """Add the targets of ``block``'s ops to ``plan``."""
+    _Planner(block, plan, namer, histories or {}).run()
