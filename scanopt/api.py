@@ -242,7 +242,8 @@ def _spec(call_key, outputs: list | None = None):
 def _compile(fn, call: _Call, key, *, exact_random: bool, optimize: bool):
     from scanopt.compiler import compile_loop
 
-    return compile_loop(fn, _spec(call.key), optimize=optimize, call_site=_call_site())
+    return compile_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
+                        call_site=_call_site())
 
 
 def _call_site() -> SourceLocation | None:

@@ -25,7 +25,7 @@ from scanopt.compiled import CompiledLoop
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
 from scanopt.lowering.numpy_emitter import emit_numpy_module
-from scanopt.transforms import run_pipeline
+from scanopt.transforms import FAST_RANDOM, PIPELINE, remarks, run_pipeline
 
 STAGES = ("scan", "scan-opt", "numpy")
 
@@ -43,19 +43,32 @@ def print_ir(module: ModuleOp, generic: bool = False) -> str:
     return stream.getvalue()
 
 
-def build_ir(fn, spec: StepSpec, *, optimize: bool = True, call_site: SourceLocation | None = None,
+def passes_for(*, optimize: bool = True, exact_random: bool = False) -> tuple[str, ...]:
+    """The pass pipeline for these options."""
+    if not optimize:
+        return ()
+    return PIPELINE if exact_random else PIPELINE + FAST_RANDOM
+
+
+def build_ir(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,
+             call_site: SourceLocation | None = None,
              print_between_passes: Callable[[str, str], None] | None = None):
-    """Frontend and passes: the optimised module, the capture plan and the output count."""
+    """Frontend and passes: the optimised module (and remarks), the capture plan, the outputs."""
     built = build_loop(fn, spec, call_site=call_site)
     built.module.verify()
-    if optimize:
-        run_pipeline(built.module, make_context(), callback=print_between_passes)
+    if print_between_passes is not None:
+        print_between_passes("frontend", print_ir(built.module))
+    built.remarks = remarks.collecting()
+    run_pipeline(built.module, make_context(),
+                 passes=passes_for(optimize=optimize, exact_random=exact_random),
+                 callback=print_between_passes)
     return built
 
 
-def compile_loop(fn, spec: StepSpec, *, optimize: bool = True,
+def compile_loop(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,
                  call_site: SourceLocation | None = None) -> CompiledLoop:
-    built = build_ir(fn, spec, optimize=optimize, call_site=call_site)
+    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
+                     call_site=call_site)
     name = getattr(fn, "__name__", "step")
     origin = ""
     code = getattr(fn, "__code__", None)
@@ -72,7 +85,7 @@ def compile_loop(fn, spec: StepSpec, *, optimize: bool = True,
         and any(k >= len(op.inits) for k in op.keep_last.get_values())
         for op in built.module.walk())
     return CompiledLoop(run, source, built.plan, built.n_outputs, print_ir(built.module),
-                        last_without_init)
+                        last_without_init, tuple(r.render() for r in built.remarks))
 
 
 def load_source(source: str, fn_name: str) -> Callable[..., Any]:

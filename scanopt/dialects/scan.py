@@ -510,11 +510,14 @@ class RandomOp(IRDLOperation):
     name = "scan.random"
     rng = operand_def(RngType)
     params = var_operand_def()
+    # Draws for this many steps at once (scan-fast-random): the result gains a leading dimension.
+    steps = opt_operand_def(IndexType)
     result = result_def()
     method = prop_def(StringAttr)
     size = opt_prop_def(DenseArrayBase.constr(i64))
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = _GENERIC_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$rng `(` $params `)` (`steps` $steps^)? attr-dict `:` type($rng) `,` "
+                       "`(` type($params) `)` `->` type($result)")
 
     METHODS: ClassVar[dict[str, tuple[str, ...]]] = {
         "random": (),
@@ -525,11 +528,13 @@ class RandomOp(IRDLOperation):
     }
 
     def __init__(self, method: str, rng: SSAValue, params: Sequence[SSAValue],
-                 size: Sequence[int] | None, result_type: Attribute):
+                 size: Sequence[int] | None, result_type: Attribute,
+                 steps: SSAValue | None = None):
         props: dict[str, Attribute] = {"method": StringAttr(method)}
         if size is not None:
             props["size"] = DenseArrayBase.from_list(i64, list(size))
-        super().__init__(operands=[rng, params], result_types=[result_type], properties=props)
+        super().__init__(operands=[rng, params, [steps] if steps is not None else []],
+                         result_types=[result_type], properties=props)
 
     def verify_(self) -> None:
         method = self.method.data

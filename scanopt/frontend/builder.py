@@ -207,6 +207,7 @@ class BuiltLoop:
     plan: CapturePlan
     n_outputs: int
     output_names: list[str] = field(default_factory=list)
+    remarks: list = field(default_factory=list)  # what the passes did (filled by the compiler)
 
 
 def build_loop(fn: Callable, spec: StepSpec, *, call_site: SourceLocation | None = None) -> BuiltLoop:

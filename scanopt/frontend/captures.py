@@ -153,8 +153,10 @@ def code_fingerprint(code: types.CodeType) -> dict | None:
     source = _source_text(code)
     if source is None:
         return None
-    positions = [(line, col) for line, _, col, _ in code.co_positions()
-                 if line is not None and col is not None]
+    # (RESUME and other synthetic instructions have an empty span at column 0: skip them.)
+    positions = [(line, col) for line, end_line, col, end_col in code.co_positions()
+                 if None not in (line, end_line, col, end_col)
+                 and (end_line, end_col) > (line, col)]
     return {"name": code.co_name, "qualname": code.co_qualname, "file": code.co_filename,
             "line": code.co_firstlineno, "first": list(min(positions)) if positions else None,
             "source": source}

@@ -52,7 +52,8 @@ def supports_out(op: Operation) -> bool:
     if not isinstance(result, TensorType) or not result.get_shape():
         return False
     if isinstance(op, scan.RandomOp):
-        return op.method.data in ("random", "standard_normal") and op.size is not None
+        return op.method.data in ("random", "standard_normal") and op.size is not None \
+            and not op.steps
     return isinstance(op, scan.ElementwiseOp | scan.MatmulOp | scan.ReduceOp | scan.ClipOp
                       | scan.CastOp | scan.ConcatOp | scan.StackOp)
 

@@ -32,7 +32,8 @@ _PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
 _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
-_RESERVED = {"np", "range", "t", "float"}
+_RESERVED = {"np", "range", "t", "float", "min", "len"}
+PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False) -> str:
@@ -217,6 +218,8 @@ class _FunctionEmitter:
             return self._op_with_out(op, self.plan.targets[op])
         if isinstance(op, scan.LoopOp):
             return self._loop(op)
+        if isinstance(op, scan.RandomOp) and op.steps:
+            return []  # drawn chunk by chunk inside the loop's emission
         if isinstance(op, arith.ConstantOp):
             self.inline[op.result] = _literal(op)
             return []
@@ -344,11 +347,16 @@ class _FunctionEmitter:
                                       self.inline[outer]))
         index = ast.Name("t", ast.Load())
         inner: list[ast.stmt] = []
+        predraws = [(seq, arg) for seq, arg in zip(loop.sequences, loop.seq_args)
+                    if isinstance(seq.owner, scan.RandomOp) and seq.owner.steps]
+        chunk_start = ast.Name("t0", ast.Load())
         for seq, arg in zip(loop.sequences, loop.seq_args):
             if not arg.uses:
                 continue
             position: ast.expr = index
-            if loop.reverse is not None:
+            if (seq, arg) in predraws:
+                position = ast.BinOp(index, ast.Sub(), chunk_start)
+            elif loop.reverse is not None:
                 position = ast.BinOp(ast.BinOp(n_steps, ast.Sub(), ast.Constant(1)), ast.Sub(),
                                      index)
             inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
@@ -378,7 +386,11 @@ class _FunctionEmitter:
                                         ast.Tuple([p[1] for p in pairs], ast.Load())))
         if not inner:
             inner.append(ast.Pass())
-        out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner, []))
+        if predraws:
+            out.extend(self._chunked_loop(predraws, n_steps, inner))
+        else:
+            out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner,
+                               []))
         for k, (result, name) in enumerate(zip(loop.outs, histories)):
             if name is not None:
                 self.namer.names[result] = name
@@ -393,6 +405,37 @@ class _FunctionEmitter:
                 ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
             out.append(ast.Assign([ast.Name(final, ast.Store())], copy))
         return out
+
+    def _chunked_loop(self, predraws, n_steps: ast.expr, inner: list[ast.stmt]):
+        """The step loop inside a loop over chunks of steps, drawing each chunk's randoms first."""
+        self.namer.taken.update({"t0", "steps_here"})
+        bytes_per_step = sum(
+            int(np.prod(aval_of(arg.type).shape)) * aval_of(arg.type).dtype.itemsize
+            for _, arg in predraws)
+        chunk = max(1, PREDRAW_BYTES // max(bytes_per_step, 1))
+        steps_here = ast.Name("steps_here", ast.Load())
+        body: list[ast.stmt] = [ast.Assign(
+            [ast.Name("steps_here", ast.Store())],
+            _call("min", [ast.Constant(chunk),
+                          ast.BinOp(n_steps, ast.Sub(), ast.Name("t0", ast.Load()))]))]
+        for seq, _ in predraws:
+            op = seq.owner
+            body.extend(self._origin(op))
+            size = ast.Tuple([steps_here, *(ast.Constant(d) for d in op.size.get_values())],
+                             ast.Load())
+            call = self._random(op, [self._use(v) for v in (op.rng, *op.params)])
+            call.keywords = [k for k in call.keywords if k.arg != "size"]
+            call.keywords.insert(0, ast.keyword("size", size))
+            body.append(ast.Assign([ast.Name(self.namer.name(seq), ast.Store())], call))
+        body.append(ast.For(ast.Name("t", ast.Store()), _call("range", [
+            ast.Name("t0", ast.Load()),
+            ast.BinOp(ast.Name("t0", ast.Load()), ast.Add(), steps_here)]), inner, []))
+        return [
+            _comment(f"Draws that do not depend on the loop state, made {chunk} steps at a time "
+                     f"(at most {PREDRAW_BYTES // 2**20} MiB)."),
+            ast.For(ast.Name("t0", ast.Store()),
+                    _call("range", [ast.Constant(0), n_steps, ast.Constant(chunk)]), body, []),
+        ]
 
     # -- one op -------------------------------------------------------------------------------
 

@@ -1,0 +1,162 @@
+"""``scan-fast-random``: cheaper random draws when bit-for-bit equality with the plain loop is not
+asked for (the default; ``exact_random=True`` turns this pass off).
+
+1. ``rng.binomial(1, p)`` becomes ``rng.random(size=p.shape, dtype=p.dtype) < p``: the same
+   distribution, without NumPy's general binomial sampler (and, for float32 ``p``, with float32
+   uniforms).
+2. Draws that do not depend on the loop's state (all their parameters are invariant, as the
+   uniforms of step 1 always are) are made for many steps at once before the steps that use them:
+   the body reads step ``t`` as a sequence. The emitter draws in chunks of steps so that the
+   pre-drawn numbers stay under 64 MiB whatever ``n_steps`` is.
+
+Results are reproducible for a given seed, but not equal to the plain loop's stream.
+
+Before::
+
+    %h = scan.random %rng_1, %one, %hmean {method = "binomial"} : (...) -> tensor<500xi64>
+
+After::
+
+    %u = scan.random %rng, %n_steps {method = "random", size = array<i64: 500>} : (...)
+         -> tensor<?x500xf32>
+    ... scan.loop seqs(%u : ...) ... {
+    ^bb0(%u_t: tensor<500xf32>, ...):
+      %below = scan.lt %u_t, %hmean : ... -> tensor<500xi1>
+      %h = scan.cast %below : (tensor<500xi1>) -> tensor<500xi64>
+
+>>> from scanopt.transforms.testing import run_on_step
+>>> import numpy as np
+>>> def step(v, W, rng):
+...     p = 1 / (1 + np.exp(-(v @ W)))
+...     return rng.binomial(1, p).astype(v.dtype)
+>>> ir = run_on_step(step, ["scan-fast-random"], outputs_info=np.zeros(4, np.float32),
+...                  non_sequences=[np.eye(4, dtype=np.float32), np.random.default_rng(0)],
+...                  n_steps=3)
+>>> "binomial" in ir, ir.index('method = "random"') < ir.index("scan.loop")
+(False, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i1
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from scanopt.dialects import scan
+from scanopt.dialects.types import aval_of
+from scanopt.transforms.loop_utils import (
+    INVARIANT,
+    copy_loc,
+    erase_ops,
+    insert_before,
+    loops_in,
+    rebuild_loop,
+    stages,
+    with_leading_dim,
+)
+from scanopt.transforms.remarks import remark, source_text
+
+
+def _is_one(value: SSAValue) -> bool:
+    owner = value.owner
+    return isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr) and \
+        owner.value.value.data == 1 and owner.value.type != i1
+
+
+def binomial_to_compare(loop: scan.LoopOp) -> int:
+    count = 0
+    for op in list(loop.block.ops):
+        if not isinstance(op, scan.RandomOp) or op.method.data != "binomial" or op.steps:
+            continue
+        n, p = op.params
+        p_type = p.type
+        if not _is_one(n) or not isinstance(p_type, TensorType) or not p_type.get_shape():
+            continue
+        if aval_of(p_type).dtype.kind != "f" or op.result.type.get_shape() != p_type.get_shape():
+            continue
+        shape = list(p_type.get_shape())
+        uniform = copy_loc(scan.RandomOp("random", op.rng, [], shape, p_type), op)
+        uniform.result.name_hint = "u"
+        below = copy_loc(scan.LtOp(uniform.result, p, TensorType(i1, shape)), op)
+        cast = copy_loc(scan.CastOp(below.result, op.result.type), op)
+        for new in (uniform, below, cast):
+            insert_before(new, op)
+        cast.result.name_hint = op.result.name_hint
+        op.result.replace_all_uses_with(cast.result)
+        Rewriter.erase_op(op)
+        _skip_double_cast(cast)
+        count += 1
+        remark("scan-fast-random", f"{source_text(op)}: binomial(1, p) drawn as "
+                                   "random() < p", [op])
+    return count
+
+
+def _skip_double_cast(cast: scan.CastOp) -> None:
+    """``bool → int64 → float32`` casts give the same 0/1 as ``bool → float32``."""
+    for use in list(cast.result.uses):
+        user = use.operation
+        if isinstance(user, scan.CastOp):
+            user.operands[0] = cast.operand
+    if not cast.result.uses:
+        Rewriter.erase_op(cast)
+
+
+def predraw(loop: scan.LoopOp) -> scan.LoopOp:
+    stage = stages(loop)
+    outer = dict(zip(loop.param_args, loop.non_seqs))
+    moved: list[Operation] = []
+    new_seqs: list[SSAValue] = []
+    for op in list(loop.block.ops):
+        if not isinstance(op, scan.RandomOp) or op.steps or op.rng not in outer:
+            continue
+        if not isinstance(op.result.type, TensorType) or not op.result.type.get_shape():
+            continue
+        if any(stage.get(p) != INVARIANT for p in op.params):
+            continue
+        params = []
+        for p in op.params:
+            if p in outer:
+                params.append(outer[p])
+            elif isinstance(p.owner, arith.ConstantOp):
+                copy = p.owner.clone()
+                insert_before(copy, loop)
+                params.append(copy.result)
+            else:
+                break
+        else:
+            size = list(op.size.get_values()) if op.size is not None else \
+                list(op.result.type.get_shape())
+            draws = copy_loc(scan.RandomOp(op.method.data, outer[op.rng], params, size,
+                                           with_leading_dim(op.result.type), steps=loop.n_steps),
+                             op)
+            draws.result.name_hint = f"{op.result.name_hint or 'draw'}_steps"
+            insert_before(draws, loop)
+            new_seqs.append(draws.result)
+            moved.append(op)
+    if not moved:
+        return loop
+    n_seqs = len(loop.sequences)
+    loop = rebuild_loop(loop, sequences=new_seqs)
+    for op, arg in zip(moved, list(loop.seq_args)[n_seqs:]):
+        arg.name_hint = f"{op.result.name_hint or 'draw'}_t"
+        op.result.replace_all_uses_with(arg)
+    erase_ops(moved)
+    remark("scan-fast-random", f"{len(moved)} draw(s) that do not depend on the loop state made "
+                               "for many steps at once, in chunks under 64 MiB", moved)
+    return loop
+
+
+@dataclass(frozen=True)
+class ScanFastRandomPass(ModulePass):
+    name = "scan-fast-random"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for loop in loops_in(op):
+            binomial_to_compare(loop)
+        for loop in loops_in(op):
+            predraw(loop)
