@@ -26,11 +26,17 @@ from xdsl.ir import Block, Operation, SSAValue
 from scanopt.dialects import scan
 
 _VIEW_OPS = (scan.IndexOp, scan.TransposeOp, scan.ReshapeOp)
+_COMPARES = (scan.EqOp, scan.NeOp, scan.LtOp, scan.LeOp, scan.GtOp, scan.GeOp)
+
+
+def is_view(op: Operation) -> bool:
+    """Whether ``op``'s result shares its operand's memory (a contiguous transpose copies)."""
+    return isinstance(op, _VIEW_OPS) and "contiguous" not in op.attributes
 
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # "history" | "inplace" | "buffer"
+    kind: str  # "history" | "inplace" | "buffer" | "pingpong"
     buffer: str | None = None  # the workspace array's name ("buffer")
     operand: SSAValue | None = None  # the operand overwritten ("inplace")
     output: int | None = None  # the yielded output's index ("history")
@@ -45,12 +51,18 @@ class BufferPlan:
     in_history: set[int] = field(default_factory=set)
     # returned values that are views of a workspace buffer: copied before they are returned
     copy_on_return: set[SSAValue] = field(default_factory=set)
+    # comparisons written straight into their cast's target (``np.less(u, p, out=v)``)
+    folded: set[Operation] = field(default_factory=set)
+    # carries kept without a history (keep="last"): output index → name of their two buffers
+    pingpong: dict[int, str] = field(default_factory=dict)
 
 
 def supports_out(op: Operation) -> bool:
     result = op.results[0].type if op.results else None
     if not isinstance(result, TensorType) or not result.get_shape():
         return False
+    if isinstance(op, scan.TransposeOp):
+        return "contiguous" in op.attributes
     if isinstance(op, scan.RandomOp):
         return op.method.data in ("random", "standard_normal") and op.size is not None \
             and not op.steps
@@ -63,8 +75,10 @@ def _elementwise(op: Operation) -> bool:
 
 
 class _Planner:
-    def __init__(self, block: Block, plan: BufferPlan, namer, histories: dict[int, bool]):
+    def __init__(self, block: Block, plan: BufferPlan, namer, histories: dict[int, bool],
+                 carries: dict[int, str]):
         self.block = block
+        self.carries = carries
         self.plan = plan
         self.namer = namer
         self.histories = histories  # yielded output index → has a stacked history
@@ -85,10 +99,19 @@ class _Planner:
                     self.yielded.setdefault(value, []).append(j)
             if isinstance(op, func.ReturnOp):
                 self.returned.update(op.arguments)
+        # A comparison read only by a cast from bool is computed by the cast's out= call.
+        for k, op in enumerate(self.ops):
+            if isinstance(op, scan.CastOp) and isinstance(op.operand.owner, _COMPARES) and \
+                    op.operand.owner.parent_block() is self.block and \
+                    len(list(op.operand.uses)) == 1 and supports_out(op):
+                compare = op.operand.owner
+                self.plan.folded.add(compare)
+                for operand in compare.operands:
+                    self.last_use[operand] = max(self.last_use.get(operand, k), k)
         # A view keeps its source alive.
         for k in range(len(self.ops) - 1, -1, -1):
             op = self.ops[k]
-            if isinstance(op, _VIEW_OPS):
+            if is_view(op):
                 view, source = op.results[0], op.operands[0]
                 end = max(self.last_use.get(view, k), self.last_use.get(source, k))
                 self.last_use[source] = end
@@ -105,7 +128,9 @@ class _Planner:
         return value
 
     def _plan_op(self, k: int, op: Operation) -> None:
-        if isinstance(op, _VIEW_OPS):
+        if op in self.plan.folded:
+            return  # computed by its cast's out= call
+        if is_view(op):
             self.storage[op.results[0]] = ("view", op.operands[0])
             return
         if isinstance(op, arith.ConstantOp | scan.YieldOp | func.ReturnOp):
@@ -123,6 +148,8 @@ class _Planner:
                 self.storage[result] = ("history",)
             elif target.kind == "inplace":
                 self.storage[result] = self.storage[target.operand]
+            elif target.kind == "pingpong":
+                self.storage[result] = ("pingpong",)
             else:
                 self.storage[result] = ("buffer", target.buffer)
         self._release_dead_operands(k, op, result)
@@ -135,7 +162,17 @@ class _Planner:
             first = outputs[0]
             if self.histories.get(first) and first not in self.plan.in_history:
                 return Target("history", output=first)
-            return None  # kept from step to step without a history: a fresh array
+            if first in self.carries and first not in self.plan.pingpong:
+                # Kept from step to step without a history: two arrays, written in turn, so
+                # the new value never overwrites the one this step reads.
+                name = self.namer.fresh(self.carries[first])
+                for half in ("even", "odd"):
+                    self.plan.buffers[f"{name}_{half}"] = (
+                        tuple(result.type.get_shape()), result.type.get_element_type())
+                    self.namer.taken.add(f"{name}_{half}")
+                self.plan.pingpong[first] = name
+                return Target("pingpong", buffer=name, output=first)
+            return None
         if _elementwise(op):
             for operand in op.operands:
                 if self._can_overwrite(operand, k, result):
@@ -176,6 +213,7 @@ class _Planner:
             self.free.setdefault(key, []).append(storage[1])
 
 
-def plan_block(block: Block, plan: BufferPlan, namer, histories: dict[int, bool] | None = None):
-    """Add the targets of ``block``'s ops to ``plan``."""
-    _Planner(block, plan, namer, histories or {}).run()
+def plan_block(block: Block, plan: BufferPlan, namer, histories: dict[int, bool] | None = None,
+               carries: dict[int, str] | None = None):
+    """Add the targets of ``block``'s ops to ``plan``; ``carries`` names the fed-back outputs."""
+    _Planner(block, plan, namer, histories or {}, carries or {}).run()

@@ -116,7 +116,9 @@ class _FunctionEmitter:
                 if isinstance(op, scan.LoopOp):
                     last = set(op.last_indices())
                     plan_block(op.block, self.plan, self.namer,
-                               {k: k not in last for k in range(len(op.outs))})
+                               {k: k not in last for k in range(len(op.outs))},
+                               {k: arg.name_hint or f"carry{k}"
+                                for k, arg in enumerate(op.carry_args)})
         statements = self._block(block.ops)
         doc = (f"Run the compiled loop of `{self.function.sym_name.data}`.\n\n"
                "    Arguments: the sequences, the initial value of each fed-back output, the\n"
@@ -216,6 +218,9 @@ class _FunctionEmitter:
             return [*give_back, ast.Return(value)]
         if op in self.plan.targets:
             return self._op_with_out(op, self.plan.targets[op])
+        if op in self.plan.folded:
+            self.inline[op.results[0]] = self._expression(op)
+            return []
         if isinstance(op, scan.LoopOp):
             return self._loop(op)
         if isinstance(op, scan.RandomOp) and op.steps:
@@ -243,6 +248,13 @@ class _FunctionEmitter:
         elif target.kind == "inplace":
             name = self.namer.name(target.operand)
             self.namer.names[result] = name
+        elif target.kind == "pingpong":
+            name = self.namer.name(result, "out")
+            even = ast.Compare(ast.BinOp(ast.Name("t", ast.Load()), ast.Mod(), ast.Constant(2)),
+                               [ast.Eq()], [ast.Constant(0)])
+            out.append(ast.Assign([ast.Name(name, ast.Store())], ast.IfExp(
+                even, ast.Name(f"{target.buffer}_even", ast.Load()),
+                ast.Name(f"{target.buffer}_odd", ast.Load()))))
         else:
             name = target.buffer
             self.namer.names[result] = name
@@ -271,8 +283,15 @@ class _FunctionEmitter:
             call.keywords.append(ast.keyword("out", destination))
             return call
         if isinstance(op, scan.CastOp):
+            compare = op.operand.owner
+            if compare in self.plan.folded:
+                # NumPy writes the comparison's booleans into the target's dtype directly.
+                return _np_call(compare.NUMPY_NAME, [self._use(v) for v in compare.operands],
+                                out=destination)
             return _np_call("copyto", [destination, operands[0]],
                             casting=ast.Constant("unsafe"))
+        if isinstance(op, scan.TransposeOp):
+            return _np_call("copyto", [destination, self._transpose_view(op, operands[0])])
         if isinstance(op, scan.RandomOp):
             dtype = aval_of(op.result.type).dtype
             kwargs = [ast.keyword("out", destination)]
@@ -481,11 +500,10 @@ class _FunctionEmitter:
                 kwargs["keepdims"] = ast.Constant(True)
             return _np_call(op.kind.data, operands, **kwargs)
         if isinstance(op, scan.TransposeOp):
-            perm = list(op.perm.get_values())
-            if perm == list(range(len(perm)))[::-1]:
-                return ast.Attribute(operands[0], "T", ast.Load())
-            return _np_call("transpose", [operands[0],
-                                          ast.Tuple([ast.Constant(p) for p in perm], ast.Load())])
+            view = self._transpose_view(op, operands[0])
+            if "contiguous" in op.attributes:
+                return _np_call("ascontiguousarray", [view])
+            return view
         if isinstance(op, scan.ReshapeOp):
             shape = aval_of(op.result.type).shape
             return _np_call("reshape", [operands[0], _shape_expr(shape)])
@@ -509,6 +527,14 @@ class _FunctionEmitter:
             initial = ast.Call(ast.Attribute(operands[1], "copy", ast.Load()), [], [])
             return ast.IfExp(_call("len", [operands[0]]), last, initial)
         raise NotImplementedError(f"no NumPy lowering for {op.name}")
+
+    @staticmethod
+    def _transpose_view(op: scan.TransposeOp, operand: ast.expr) -> ast.expr:
+        perm = list(op.perm.get_values())
+        if perm == list(range(len(perm)))[::-1]:
+            return ast.Attribute(operand, "T", ast.Load())
+        return _np_call("transpose", [operand,
+                                      ast.Tuple([ast.Constant(p) for p in perm], ast.Load())])
 
     def _index_expr(self, op: scan.IndexOp, dynamic: list[ast.expr]) -> ast.expr:
         dynamic_iter = iter(dynamic)

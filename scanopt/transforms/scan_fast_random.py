@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i1
@@ -106,6 +108,16 @@ def _skip_double_cast(cast: scan.CastOp) -> None:
         Rewriter.erase_op(cast)
 
 
+# Pre-drawing saves the per-call cost of small draws; a step's draw bigger than this gains
+# nothing from it and would only make the pre-drawn chunk fall out of cache.
+PREDRAW_MAX_STEP_BYTES = 64 * 1024
+
+
+def _bytes_per_step(op: scan.RandomOp) -> int:
+    aval = aval_of(op.result.type)
+    return int(np.prod(aval.shape)) * aval.dtype.itemsize
+
+
 def predraw(loop: scan.LoopOp) -> scan.LoopOp:
     stage = stages(loop)
     outer = dict(zip(loop.param_args, loop.non_seqs))
@@ -118,6 +130,8 @@ def predraw(loop: scan.LoopOp) -> scan.LoopOp:
             continue
         if any(stage.get(p) != INVARIANT for p in op.params):
             continue
+        if _bytes_per_step(op) > PREDRAW_MAX_STEP_BYTES:
+            continue  # one call per step is cheap next to the numbers drawn
         params = []
         for p in op.params:
             if p in outer:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -65,6 +65,12 @@ def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
                 insert_before(copy, loop)
                 outer[o] = copy.results[0]
         clone = op.clone(value_mapper=dict(outer))
+        if isinstance(clone, scan.TransposeOp):
+            # Copied once, so that every step's matmul reads it in memory order.
+            clone.attributes["contiguous"] = UnitAttr()
+            source = clone.operands[0].name_hint
+            if op.results[0].name_hint is None and source:
+                op.results[0].name_hint = f"{source}_T"
         insert_before(clone, loop)
         for res, new in zip(op.results, clone.results):
             new.name_hint = res.name_hint
