@@ -257,6 +257,25 @@ def _call_site() -> SourceLocation | None:
     return SourceLocation(frame.f_code.co_filename, frame.f_lineno, 1)
 
 
+def explain(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+            go_backwards=False, *, show_ir=False, backend="numpy", exact_random=False,
+            optimize=True, keep="all") -> str:
+    """A report of what the passes did to ``fn``'s loop for these arguments (a string).
+
+    Same arguments as :func:`scan`; ``show_ir=True`` adds the IR after every pass. Always
+    compiles afresh (the cache is neither read nor filled)."""
+    try:
+        call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                             backend, keep)
+        from scanopt.compiler import explain_loop
+
+        report = explain_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
+                              show_ir=show_ir, call_site=_call_site())
+    except ScanError as error:
+        raise error.with_traceback(None) from None
+    return report.replace("[?,", f"[{call.n_steps}×")
+
+
 # ---------------------------------------------------------------------------------------------
 # The decorator
 
@@ -291,6 +310,14 @@ class StepFunction:
         except ScanError as error:
             raise error.with_traceback(None) from None
         return compiled.source
+
+    def explain(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+                go_backwards=False, *, show_ir=False, **options) -> str:
+        """What each pass did for these arguments' types, pointing at the step's lines.
+
+        ``show_ir=True`` adds the IR after the frontend and after every pass."""
+        return explain(self.fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                       show_ir=show_ir, **{**self.options, **options})
 
     def __repr__(self) -> str:
         return f"<scanopt.step {getattr(self.fn, '__qualname__', self.fn)!r}>"

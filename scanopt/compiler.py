@@ -88,6 +88,51 @@ def compile_loop(fn, spec: StepSpec, *, optimize: bool = True, exact_random: boo
                         last_without_init, tuple(r.render() for r in built.remarks))
 
 
+def explain_loop(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,
+                 show_ir: bool = False, call_site: SourceLocation | None = None) -> str:
+    """What each pass did to ``fn``'s loop, in the user's terms; with ``show_ir``, the IR after
+    the frontend and after every pass as well."""
+    stages: list[tuple[str, str]] = []
+    before = build_loop(fn, spec, call_site=call_site).module
+    counts_before = _loop_counts(before)
+    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
+                     call_site=call_site,
+                     print_between_passes=(lambda name, ir: stages.append((name, ir)))
+                     if show_ir else None)
+    counts_after = _loop_counts(built.module)
+    name = getattr(fn, "__name__", "step")
+    lines = [f"scanopt {__version__}: how the loop of `{name}` was compiled"]
+    passes = passes_for(optimize=optimize, exact_random=exact_random)
+    lines.append("passes: " + (", ".join(passes) if passes else "none (optimize=False)"))
+    lines.append(f"per step: {counts_before[0]} ops with {counts_before[1]} matmul(s) as written; "
+                 f"{counts_after[0]} ops with {counts_after[1]} matmul(s) after the passes "
+                 f"({counts_after[2]} matmul(s) run once, outside the step loop)")
+    if built.remarks:
+        lines.append("")
+        lines.extend(r.render() for r in built.remarks)
+    else:
+        lines.append("no pass changed anything")
+    for stage, ir in stages:
+        lines.append("")
+        lines.append(f"// ----- IR after {stage} -----")
+        lines.append(ir.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _loop_counts(module: ModuleOp) -> tuple[int, int, int]:
+    """(ops per step, matmuls per step, matmuls outside loops)."""
+    in_loop = outside = matmuls_in = 0
+    for op in module.walk():
+        if isinstance(op, scan.LoopOp):
+            for inner in op.block.ops:
+                if not isinstance(inner, scan.YieldOp | arith.ConstantOp):
+                    in_loop += 1
+                    matmuls_in += isinstance(inner, scan.MatmulOp)
+        elif isinstance(op, scan.MatmulOp) and not isinstance(op.parent_op(), scan.LoopOp):
+            outside += 1
+    return in_loop, matmuls_in, outside
+
+
 def load_source(source: str, fn_name: str) -> Callable[..., Any]:
     """Write the generated module to a real file and import it (tracebacks and pdb show it)."""
     from scanopt.cache import generated_dir

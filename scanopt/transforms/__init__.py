@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 PIPELINE = ("canonicalize", "cse", "scan-licm", "scan-fuse-matmul", "cse", "scan-fuse-slices",
-            "scan-licm", "scan-push-out-seq", "scan-save-mem", "cse", "dce")
+            "scan-licm", "scan-push-out-seq", "scan-sink-outputs", "scan-save-mem", "cse",
+            "dce")
 # Random draws made differently from the plain loop: only without exact_random. Runs last, so
 # nothing moves work on pre-drawn numbers out of the chunked loop.
 FAST_RANDOM = ("scan-fast-random", "cse", "dce")
@@ -51,6 +52,7 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
         "scan-fuse-slices": _scan("scan_fuse_slices", "ScanFuseSlicesPass"),
         "scan-push-out-seq": _scan("scan_push_out_seq", "ScanPushOutSeqPass"),
         "scan-save-mem": _scan("scan_save_mem", "ScanSaveMemPass"),
+        "scan-sink-outputs": _scan("scan_sink_outputs", "ScanSinkOutputsPass"),
         "scan-fast-random": _scan("scan_fast_random", "ScanFastRandomPass"),
     }
 

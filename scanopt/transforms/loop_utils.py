@@ -174,3 +174,40 @@ def batched_clone(op: Operation, operands: Sequence[SSAValue],
         return None
     return type(op).create(operands=list(operands), result_types=[with_leading_dim(result_type)],
                            properties=props, attributes=dict(op.attributes))
+
+
+def remove_outputs(loop: scan.LoopOp, indices: set[int]) -> scan.LoopOp:
+    """A loop without the yielded values (and results) at ``indices``, which must be unused
+    outside. ``keep_last`` indices are renumbered."""
+    from xdsl.dialects.builtin import DenseArrayBase, i64
+
+    yield_op = loop.block.last_op
+    assert isinstance(yield_op, scan.YieldOp)
+    kept = [k for k in range(len(loop.outs)) if k not in indices]
+    new_yield = scan.YieldOp(*(yield_op.values[k] for k in kept))
+    Rewriter.replace_op(yield_op, new_yield)
+    props = {}
+    if loop.keep_last is not None:
+        renumbered = [kept.index(k) for k in loop.keep_last.get_values() if k in kept]
+        props["keep_last"] = DenseArrayBase.from_list(i64, renumbered)
+    new_region = Region()
+    loop.body.move_blocks(new_region)
+    new = scan.LoopOp(list(loop.sequences), list(loop.inits), list(loop.non_seqs), new_region,
+                      [loop.outs[k].type for k in kept], n_steps=loop.n_steps,
+                      reverse=loop.reverse is not None)
+    for key, value in props.items():
+        new.properties[key] = value
+    for key, value in loop.attributes.items():
+        new.attributes[key] = value
+    results: list[SSAValue | None] = [None] * len(loop.outs)
+    for j, k in enumerate(kept):
+        results[k] = new.outs[j]
+        new.outs[j].name_hint = loop.outs[k].name_hint
+    for k in indices:
+        assert not loop.outs[k].uses, "remove_outputs: the output is still used"
+        results[k] = new.outs[0] if new.outs else None
+    Rewriter.insert_op(new, InsertPoint.before(loop))
+    for k in kept:
+        loop.outs[k].replace_all_uses_with(results[k])
+    Rewriter.erase_op(loop)
+    return new

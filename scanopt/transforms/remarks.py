@@ -64,3 +64,60 @@ def describe_type(t) -> str:
     from scanopt.dialects.types import aval_of
 
     return aval_of(t).describe()
+
+
+_TREES: dict[str, object] = {}
+
+
+def expression_text(op: Operation) -> str:
+    """The user's expression for ``op`` (``x_t @ W_i``), or its whole line when not found."""
+    import ast
+    import linecache
+
+    loc = op.attributes.get("loc")
+    if not isinstance(loc, FileLineColLoc):
+        return op.name
+    filename, line, col = loc.filename.data, loc.line.data, loc.column.data - 1
+    if filename not in _TREES:
+        try:
+            _TREES[filename] = ast.parse("".join(linecache.getlines(filename)))
+        except (SyntaxError, ValueError):
+            _TREES[filename] = None
+    tree = _TREES[filename]
+    wanted = _AST_KINDS.get(op.name)
+    if tree is not None and wanted is not None:
+        best = None
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) == line and node.col_offset == col and \
+                    wanted(node):
+                span = (node.end_lineno, node.end_col_offset)
+                if best is None or span < (best.end_lineno, best.end_col_offset):
+                    best = node
+        if best is not None and best.end_lineno == line:
+            text = linecache.getline(filename, line)
+            return text[best.col_offset:best.end_col_offset]
+    return source_text(op)
+
+
+def _is_binop(op_type):
+    import ast
+
+    return lambda node: isinstance(node, ast.BinOp) and isinstance(node.op, op_type)
+
+
+def _kinds():
+    import ast
+
+    return {"scan.matmul": lambda node: (isinstance(node, ast.BinOp) and isinstance(
+                node.op, ast.MatMult)) or isinstance(node, ast.Call),
+            "scan.add": _is_binop(ast.Add), "scan.mul": _is_binop(ast.Mult),
+            "scan.transpose": lambda node: isinstance(node, ast.Attribute | ast.Call)}
+
+
+_AST_KINDS = _kinds()
+
+
+def describe_op(op: Operation) -> str:
+    """``concat(U_i, U_f)``: an op in terms of the names of its operands."""
+    names = [o.name_hint.removesuffix("_1") if o.name_hint else "…" for o in op.operands]
+    return f"{op.name.removeprefix('scan.')}({', '.join(names)})"

@@ -55,7 +55,7 @@ from scanopt.transforms.loop_utils import (
     rank,
     stages,
 )
-from scanopt.transforms.remarks import describe_type, remark, source_text
+from scanopt.transforms.remarks import describe_type, expression_text, remark, source_text
 
 
 def last_axis_slice(value: SSAValue, start: int, stop: int, anchor: Operation,
@@ -112,9 +112,9 @@ def fuse_shared_lhs(loop: scan.LoopOp) -> int:
         removed += len(members) - 1
         lhs_shape = describe_type(first.lhs.type)
         remark("scan-fuse-matmul",
-               "; ".join(dict.fromkeys(source_text(m) for m in members))
-               + f": {len(members)} matmuls sharing `{first.lhs.name_hint or 'an operand'}` → "
-               f"one {lhs_shape} @ {describe_type(concat_type)}", members)
+               ", ".join(expression_text(m) for m in members)
+               + f" → one {lhs_shape} @ {describe_type(concat_type)} matmul on the "
+               f"concatenated weights", members)
     return removed
 
 
@@ -165,7 +165,7 @@ def reassociate_sums(loop: scan.LoopOp) -> int:
             Rewriter.erase_op(dead)
         changed += 1
         remark("scan-fuse-matmul",
-               f"{source_text(op)}: sum regrouped so that the terms known before the loop are "
+               f"{source_text(op)}: sum regrouped so that terms known before the loop are "
                "added first", [op])
     return changed
 

@@ -47,7 +47,7 @@ from xdsl.rewriter import Rewriter
 
 from scanopt.dialects import scan
 from scanopt.transforms.loop_utils import INVARIANT, copy_loc, insert_before, loops_in, rank, stages
-from scanopt.transforms.remarks import remark, source_text
+from scanopt.transforms.remarks import remark
 from scanopt.transforms.scan_fuse_matmul import last_axis_slice
 
 
@@ -197,9 +197,8 @@ def _fuse(run: list[_Member], op_class, pos: int, source: SSAValue, kind: tuple,
     for m in run:
         Rewriter.erase_op(m.op)
     remark("scan-fuse-slices",
-           "; ".join(dict.fromkeys(source_text(m.op) for m in run))
-           + f": {len(run)} `{op_class.name}` ops on adjacent column slices → one on "
-           f"{width} columns", [m.op for m in run])
+           f"{len(run)} `{op_class.name.removeprefix('scan.')}` on adjacent column slices → one "
+           f"on {width} columns", [m.op for m in run])
 
 
 @dataclass(frozen=True)

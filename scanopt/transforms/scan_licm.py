@@ -44,7 +44,7 @@ from xdsl.passes import ModulePass
 
 from scanopt.dialects import scan
 from scanopt.transforms.loop_utils import erase_ops, insert_before, is_pure, loops_in, rebuild_loop
-from scanopt.transforms.remarks import remark, source_text
+from scanopt.transforms.remarks import describe_op, remark
 
 
 def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
@@ -89,8 +89,8 @@ def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
         res.replace_uses_with_if(arg, lambda use: use.operation not in hoisted_set)
     erase_ops(hoisted)
     remark("scan-licm",
-           "moved out of the loop (the same in every step): "
-           + "; ".join(dict.fromkeys(source_text(op) for op in hoisted)), hoisted)
+           "computed once before the loop (the same in every step): "
+           + ", ".join(describe_op(op) for op in hoisted), hoisted)
     return loop
 
 

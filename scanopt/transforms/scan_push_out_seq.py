@@ -56,7 +56,7 @@ from scanopt.transforms.loop_utils import (
     loops_in,
     rebuild_loop,
 )
-from scanopt.transforms.remarks import describe_type, remark, source_text
+from scanopt.transforms.remarks import describe_type, expression_text, remark
 
 
 def push_out_sequences(loop: scan.LoopOp) -> scan.LoopOp:
@@ -103,11 +103,11 @@ def push_out_sequences(loop: scan.LoopOp) -> scan.LoopOp:
     erase_ops(pushed)
     gemms = [op for op in pushed if isinstance(op, scan.MatmulOp)]
     for op in gemms:
-        lhs, rhs = whole[op.lhs] if op.lhs in whole else op.lhs, op.rhs
+        new = whole[op.results[0]].owner
+        lhs, rhs = new.operands
         remark("scan-push-out-seq",
-               f"{source_text(op)}: one GEMM over all steps before the loop "
-               f"({describe_type(lhs.type)} @ {describe_type(rhs.type)}) instead of one per step",
-               [op])
+               f"{expression_text(op)}: one {describe_type(lhs.type)} @ "
+               f"{describe_type(rhs.type)} GEMM before the loop instead of one per step", [op])
     others = [op for op in pushed if not isinstance(op, scan.MatmulOp)]
     if others:
         remark("scan-push-out-seq",
