@@ -634,8 +634,9 @@ def _root_is_private() -> bool:
         return False
     if root in _UNSAFE_ROOTS:
         return False
-    foreign = hasattr(os, "getuid") and st.st_uid != os.getuid()
-    if foreign or st.st_mode & 0o022:
+    if os.name != "posix":  # mode bits mean nothing there; the user profile is private
+        return True
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
         _UNSAFE_ROOTS.add(root)
         _warn(f"the scanopt cache directory {root} is writable by other users or not owned by "
               "you, so the disk cache is off; make it private (chmod 700) or set "

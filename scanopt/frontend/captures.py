@@ -81,7 +81,8 @@ def _matches(obj: Any, expected: Any) -> bool:
         code = getattr(obj, "__code__", None)
         return isinstance(code, types.CodeType) and source_digest(code) == expected[1]
     if kind == "named":
-        return obj is resolve_name(expected[1])
+        target = resolve_name(expected[1])
+        return target is not MISSING and obj is target
     return False
 
 

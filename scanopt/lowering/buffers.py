@@ -53,8 +53,8 @@ class BufferPlan:
     copy_on_return: set[SSAValue] = field(default_factory=set)
     # comparisons written straight into their cast's target (``np.less(u, p, out=v)``)
     folded: set[Operation] = field(default_factory=set)
-    # carries kept without a history (keep="last"): output index → name of their two buffers
-    pingpong: dict[int, str] = field(default_factory=dict)
+    # carries kept without a history (keep="last"): output index → names of their two buffers
+    pingpong: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def supports_out(op: Operation) -> bool:
@@ -165,13 +165,13 @@ class _Planner:
             if first in self.carries and first not in self.plan.pingpong:
                 # Kept from step to step without a history: two arrays, written in turn, so
                 # the new value never overwrites the one this step reads.
-                name = self.namer.fresh(self.carries[first])
-                for half in ("even", "odd"):
-                    self.plan.buffers[f"{name}_{half}"] = (
-                        tuple(result.type.get_shape()), result.type.get_element_type())
-                    self.namer.taken.add(f"{name}_{half}")
-                self.plan.pingpong[first] = name
-                return Target("pingpong", buffer=name, output=first)
+                pair = tuple(self.namer.fresh(f"{self.carries[first]}_{half}")
+                             for half in ("even", "odd"))
+                for name in pair:
+                    self.plan.buffers[name] = (tuple(result.type.get_shape()),
+                                               result.type.get_element_type())
+                self.plan.pingpong[first] = pair
+                return Target("pingpong", output=first)
             return None
         if _elementwise(op):
             for operand in op.operands:

@@ -150,7 +150,9 @@ class _FunctionEmitter:
         n_steps = ast.Name("n_steps", ast.Load())
         arrays = {}
         for name, (shape, element) in self.plan.buffers.items():
-            dims = [n_steps if d is None else ast.Constant(d) for d in shape]
+            dims = [n_steps if d is None else
+                    _call("min", [ast.Constant(d[1]), n_steps]) if isinstance(d, tuple) else
+                    ast.Constant(d) for d in shape]
             dtype = _dtype_expr(aval_of(TensorType(element, [])).dtype)
             arrays[name] = _np_call("empty", [ast.Tuple(dims, ast.Load())], dtype=dtype)
         doc = ("Arrays for the temporaries of one call, reused across steps and calls.\n\n"
@@ -252,9 +254,9 @@ class _FunctionEmitter:
             name = self.namer.name(result, "out")
             even = ast.Compare(ast.BinOp(ast.Name("t", ast.Load()), ast.Mod(), ast.Constant(2)),
                                [ast.Eq()], [ast.Constant(0)])
+            first, second = self.plan.pingpong[target.output]
             out.append(ast.Assign([ast.Name(name, ast.Store())], ast.IfExp(
-                even, ast.Name(f"{target.buffer}_even", ast.Load()),
-                ast.Name(f"{target.buffer}_odd", ast.Load()))))
+                even, ast.Name(first, ast.Load()), ast.Name(second, ast.Load()))))
         else:
             name = target.buffer
             self.namer.names[result] = name
@@ -437,18 +439,36 @@ class _FunctionEmitter:
             [ast.Name("steps_here", ast.Store())],
             _call("min", [ast.Constant(chunk),
                           ast.BinOp(n_steps, ast.Sub(), ast.Name("t0", ast.Load()))]))]
-        for seq, _ in predraws:
+        released: list[str] = []  # names holding a chunk: dropped before the next is drawn
+        for seq, arg in predraws:
             op = seq.owner
             body.extend(self._origin(op))
+            name = self.namer.name(seq)
+            if self.use_buffers and op.method.data in ("random", "standard_normal"):
+                # Drawn into one workspace array: no chunk is ever allocated twice.
+                buffer = self.namer.fresh(f"{name}_chunk")
+                self.plan.buffers[buffer] = (
+                    (("min", chunk), *op.size.get_values()), op.result.type.get_element_type())
+                body.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
+                    ast.Name(buffer, ast.Load()), ast.Slice(None, steps_here), ast.Load())))
+                call = self._random(op, [self._use(op.rng)])
+                call.keywords = [k for k in call.keywords if k.arg != "size"]
+                call.keywords.append(ast.keyword("out", ast.Name(name, ast.Load())))
+                body.append(ast.Expr(call))
+                continue
             size = ast.Tuple([steps_here, *(ast.Constant(d) for d in op.size.get_values())],
                              ast.Load())
             call = self._random(op, [self._use(v) for v in (op.rng, *op.params)])
             call.keywords = [k for k in call.keywords if k.arg != "size"]
             call.keywords.insert(0, ast.keyword("size", size))
-            body.append(ast.Assign([ast.Name(self.namer.name(seq), ast.Store())], call))
+            body.append(ast.Assign([ast.Name(name, ast.Store())], call))
+            released.extend([name, self.namer.name(arg)] if arg.uses else [name])
         body.append(ast.For(ast.Name("t", ast.Store()), _call("range", [
             ast.Name("t0", ast.Load()),
             ast.BinOp(ast.Name("t0", ast.Load()), ast.Add(), steps_here)]), inner, []))
+        if released:
+            body.append(ast.Assign([ast.Name(n, ast.Store()) for n in released],
+                                   ast.Constant(None)))
         return [
             _comment(f"Draws that do not depend on the loop state, made {chunk} steps at a time "
                      f"(at most {PREDRAW_BYTES // 2**20} MiB)."),
