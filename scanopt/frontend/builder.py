@@ -385,8 +385,9 @@ class _StepBuilder:
                 raise _ArityError(f"takes {len(positional)} positional argument"
                                   f"{'s' * (len(positional) != 1)}")
             scope.names[name] = value
-            if isinstance(value, SSAValue) and not value.name_hint:
-                value.name_hint = name
+            if isinstance(value, SSAValue) and not value.name_hint and \
+                    isinstance(value.owner, Block):
+                value.name_hint = name  # the step's own parameters, not a helper's
         extra = args[len(positional):]
         if a.vararg is not None:
             for k, value in enumerate(extra):

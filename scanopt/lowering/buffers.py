@@ -17,7 +17,7 @@ buffer, and inputs are never written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import TensorType
@@ -121,6 +121,29 @@ class _Planner:
             storage = self.storage.get(self._root(value))
             if storage is not None and storage[0] == "buffer":
                 self.plan.copy_on_return.add(value)
+        self._name_buffers()
+
+    def _name_buffers(self) -> None:
+        """A buffer first made for an unnamed temporary takes the name of the first value the
+        user named that lives in it (``hmean`` rather than ``work_1``)."""
+        renames: dict[str, str] = {}
+        for value, storage in self.storage.items():
+            if storage[0] != "buffer" or not storage[1].startswith("work") or \
+                    storage[1] in renames or not value.name_hint:
+                continue
+            hint = value.name_hint
+            if hint.startswith(("tmp", "v_", "work")) or not hint.isidentifier():
+                continue
+            renames[storage[1]] = self.namer.fresh(hint)
+        if not renames:
+            return
+        self.plan.buffers = {renames.get(k, k): v for k, v in self.plan.buffers.items()}
+        for op, target in list(self.plan.targets.items()):
+            if target.buffer in renames:
+                self.plan.targets[op] = replace(target, buffer=renames[target.buffer])
+        for value, storage in list(self.storage.items()):
+            if storage[0] == "buffer" and storage[1] in renames:
+                self.storage[value] = ("buffer", renames[storage[1]])
 
     def _root(self, value: SSAValue) -> SSAValue:
         while value in self.storage and self.storage[value][0] == "view":

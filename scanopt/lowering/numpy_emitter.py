@@ -169,9 +169,11 @@ class _FunctionEmitter:
                 ast.Compare(ast.Name("work", ast.Load()), [ast.Is()], [ast.Constant(None)]),
                 ast.Compare(ast.Subscript(ast.Name("work", ast.Load()), ast.Constant("n_steps"),
                                           ast.Load()), [ast.NotEq()], [n_steps])]),
-                [ast.Assign([ast.Name("work", ast.Store())], ast.Dict(
-                    [ast.Constant("n_steps"), *(ast.Constant(k) for k in arrays)],
-                    [n_steps, *arrays.values()]))], []),
+                [ast.Assign([ast.Name("work", ast.Store())],
+                            ast.Dict([ast.Constant("n_steps")], [n_steps])),
+                 *(ast.Assign([ast.Subscript(ast.Name("work", ast.Load()), ast.Constant(k),
+                                             ast.Store())], array)
+                   for k, array in arrays.items())], []),
             ast.Return(ast.Name("work", ast.Load())),
         ]
         helper = ast.FunctionDef(
