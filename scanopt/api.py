@@ -6,7 +6,10 @@ only when a loop has to be compiled.
 Environment variables (the complete list):
 
 - ``SCANOPT_DISABLE=1``: run the plain Python loop instead of compiling (the reference semantics).
-- ``SCANOPT_CACHE_DIR``: where generated modules are written (default: the user cache directory).
+- ``SCANOPT_CACHE_DIR``: where generated modules and the disk cache live (default: a private
+  directory in the user cache directory).
+- ``SCANOPT_DEBUG_CACHE=1``: print one line per cache lookup to stderr (memory/disk hit, or miss
+  and why).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from scanopt import cache
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
 from scanopt.frontend.signature import AVal, RngVal, signature_of
 
@@ -35,6 +39,7 @@ class _CacheEntry:
 class _Stats:
     hits: int = 0
     misses: int = 0
+    disk_hits: int = 0
     entries: dict = field(default_factory=dict)
 
 
@@ -42,15 +47,18 @@ _STATS = _Stats()
 
 
 def cache_info() -> dict[str, int]:
-    """Counters of the in-memory cache of compiled loops: hits, misses (= compilations), size."""
-    return {"hits": _STATS.hits, "misses": _STATS.misses,
+    """Counters of the in-memory cache of compiled loops: hits, misses, size.
+
+    A miss is served from the disk cache (counted in ``disk_hits``) or compiled.
+    """
+    return {"hits": _STATS.hits, "misses": _STATS.misses, "disk_hits": _STATS.disk_hits,
             "size": sum(len(v) for v in _STATS.entries.values())}
 
 
 def clear_cache() -> None:
     """Forget every compiled loop held in memory."""
     _STATS.entries.clear()
-    _STATS.hits = _STATS.misses = 0
+    _STATS.hits = _STATS.misses = _STATS.disk_hits = 0
 
 
 def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
@@ -106,7 +114,8 @@ def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, 
         keeps = [keep] * len(outs) if isinstance(keep, str) else list(keep)
         outs = [o[-1] if k == "last" else o for o, k in zip(outs, keeps)]
         return outs[0] if len(outs) == 1 else outs
-    compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize)
+    compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize,
+                                 backend=backend)
     if call.n_steps == 0 and compiled.last_without_init:
         raise ScanValueError(
             'keep="last" asks for the last value of an output that is not fed back, but the loop '
@@ -211,9 +220,9 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
     return _Call(seqs, inits, params, n_steps, key)
 
 
-def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool):
+def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
     code = getattr(fn, "__code__", fn)
-    key = (code, call.key, bool(exact_random), bool(optimize))
+    key = (code, call.key, bool(exact_random), bool(optimize), backend)
     try:
         entries = _STATS.entries.setdefault(key, [])
     except TypeError:  # an unhashable callable
@@ -222,9 +231,15 @@ def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool):
         captured = entry.compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
         if captured is not None:
             _STATS.hits += 1
+            cache.log_memory_hit(fn)
             return entry.compiled, captured
     _STATS.misses += 1
-    compiled = _compile(fn, call, key, exact_random=exact_random, optimize=optimize)
+    options = {"backend": backend, "exact_random": bool(exact_random),
+               "optimize": bool(optimize)}
+    compiled, from_disk = cache.compiled_for(
+        fn, call.key, options,
+        lambda: _compile(fn, call, key, exact_random=exact_random, optimize=optimize))
+    _STATS.disk_hits += from_disk
     entries.append(_CacheEntry(compiled))
     captured = compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
     assert captured is not None
@@ -306,7 +321,8 @@ class StepFunction:
                                  go_backwards, opts.get("backend", "numpy"),
                                  opts.get("keep", "all"))
             compiled, _ = _lookup(self.fn, call, exact_random=opts.get("exact_random", False),
-                                  optimize=opts.get("optimize", True))
+                                  optimize=opts.get("optimize", True),
+                                  backend=opts.get("backend", "numpy"))
         except ScanError as error:
             raise error.with_traceback(None) from None
         return compiled.source

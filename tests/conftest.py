@@ -177,3 +177,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Generated modules and the disk cache go to a temporary directory, not the user's."""
+    import os
+
+    previous = os.environ.get("SCANOPT_CACHE_DIR")
+    os.environ["SCANOPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("scanopt-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SCANOPT_CACHE_DIR", None)
+    else:
+        os.environ["SCANOPT_CACHE_DIR"] = previous

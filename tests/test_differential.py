@@ -756,3 +756,11 @@ def test_step_decorator_source(optimize):
     assert_matches(lstm.scan(sequences=X, outputs_info=inits, non_sequences=params,
                              optimize=optimize),
                    plain_loop(lstm, sequences=X, outputs_info=inits, non_sequences=params))
+
+
+def test_two_lambdas_with_the_same_arguments_on_one_line(optimize):
+    # Each lambda must be found by its own position on the line, not by its arguments.
+    add, mul = (lambda x_t, h: x_t + h), (lambda x_t, h: x_t * h)
+    X, h0 = np.full((3, 2), 2.0), np.full(2, 3.0)
+    for step in (add, mul):
+        check(step, optimize, sequences=X, outputs_info=h0)

@@ -107,8 +107,10 @@ def _find_lambda(tree: ast.AST, code, filename: str) -> ast.Lambda:
     if len(matching) > 1:
         # Several lambdas with the same arguments on one line: tell them apart by the column
         # of their body, which the code object records.
-        positions = [(line, col) for line, _, col, _ in code.co_positions()
-                     if line is not None and col is not None]
+        # (RESUME and other bookkeeping instructions have empty spans: skip them.)
+        positions = [(line, col) for line, end_line, col, end_col in code.co_positions()
+                     if line is not None and col is not None
+                     and (end_line, end_col) != (line, col)]
         if positions:
             line, col = min(positions)
             matching = [n for n in matching

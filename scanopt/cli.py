@@ -1,0 +1,461 @@
+"""The ``scanopt`` command line.
+
+::
+
+    scanopt opt FILE.mlir [-p PASSES] [--emit=scan|numpy]    an xdsl-opt for scan IR text
+    scanopt build SCRIPT.py --call NAME [-o OUT.py]          compile a loop ahead of time
+            [--emit=scan|scan-opt|numpy|explain]             ... or print one stage of it
+    scanopt passes                                           the registered passes
+    scanopt --version
+
+``python -m scanopt.cli`` is the same program; the filecheck tests run ``scanopt-opt`` as
+``python -m scanopt.cli opt``.
+
+``scanopt build`` is the ahead-of-time twin of ``@scanopt.step`` (one source, two entry points).
+``SCRIPT.py`` defines a function ``NAME`` that takes no arguments and returns the arguments of a
+``scanopt.scan`` call as a dict::
+
+    def elman():
+        return {"fn": step, "sequences": X, "outputs_info": h0, "non_sequences": [W, U, b]}
+
+The argument values only fix the types (dtypes, ranks, static dims) the loop is compiled for,
+exactly as in a call of ``scanopt.scan``. The written module imports NumPy only; its docstring
+is stamped with the scanopt version and the sha256 of the step function's source.
+
+Exit status: 0 on success; 1 for an error in the input (IR that does not parse or verify, a step
+function scanopt rejects, a script that fails); 2 for bad command-line usage. Errors are printed
+on stderr as ``file:line:col: error: ...`` with the offending line, never as a traceback of
+scanopt's own frames. xDSL is imported only by the subcommands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scanopt import __version__
+from scanopt.errors import ScanError, SourceLocation
+
+OPT_STAGES = ("scan", "numpy")
+BUILD_STAGES = ("scan", "scan-opt", "numpy", "explain")
+# Keys of the dict a build script returns: the keyword arguments of ``scanopt.scan``.
+SCAN_ARGUMENTS = ("fn", "sequences", "outputs_info", "non_sequences", "n_steps", "go_backwards",
+                  "keep", "exact_random", "optimize", "backend")
+# ``// -----`` on a line of its own separates the chunks of ``--split-input-file`` (as MLIR).
+_SPLIT_MARKER = re.compile(r"^[ \t]*// -----.*$", re.MULTILINE)
+# xDSL's own passes have no module docstring to summarise.
+_UPSTREAM_SUMMARIES = {
+    "cse": "common subexpression elimination (xDSL).",
+    "dce": "dead code elimination, regions included (xDSL).",
+    "canonicalize": "canonicalization patterns, folding and region DCE (xDSL).",
+}
+
+
+class CommandError(Exception):
+    """An error already worded for the user: printed as it is, exit status 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except CommandError as error:
+        print(f"{error}", file=sys.stderr)
+        return 1
+    except ScanError as error:
+        # The message names the user's file:line:col and shows the line; our frames add nothing.
+        print(str(error), file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `scanopt ... | head`
+        sys.stderr.close()
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scanopt", description="Compile NumPy recurrences (scan step functions) into "
+                                    "optimised, readable NumPy modules.")
+    parser.add_argument("--version", action="version", version=_version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    opt = sub.add_parser(
+        "opt", help="parse scan IR, run passes, print the IR or the NumPy module (xdsl-opt style)",
+        description="Parse scan IR text, run passes from the registry (none by default), and "
+                    "print the resulting IR, or the NumPy module generated from it.")
+    opt.add_argument("input", nargs="?", default="-", metavar="FILE",
+                     help="an .mlir file of scan IR ('-', the default, reads stdin)")
+    opt.add_argument("-p", "--passes", default="", metavar="PASSES",
+                     help="comma-separated pass names, applied in order (see `scanopt passes`)")
+    opt.add_argument("--emit", choices=OPT_STAGES, default="scan",
+                     help="what to print: the IR (scan, default) or the generated NumPy module")
+    opt.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
+    opt.add_argument("--print-between-passes", action="store_true",
+                     help="print the IR after every pass but the last (whose IR is the output)")
+    opt.add_argument("--verify-each", action=argparse.BooleanOptionalAction, default=True,
+                     help="verify the IR after every pass (default: on)")
+    opt.add_argument("--split-input-file", action="store_true",
+                     help="split the input at `// -----` lines and process each chunk on its own")
+    opt.add_argument("--verify-diagnostics", action="store_true",
+                     help="print parse and verification errors on stdout and carry on with the "
+                          "next chunk, exit status 0 (for tests of error messages)")
+    opt.add_argument("--print-op-generic", action="store_true",
+                     help="print operations in the generic format")
+    opt.add_argument("--time-passes", action="store_true",
+                     help="print the time each pass took on stderr")
+    opt.set_defaults(run=_run_opt)
+
+    build = sub.add_parser(
+        "build", help="compile a step function ahead of time into a standalone NumPy module",
+        description="Import SCRIPT, call its function NAME (no arguments; it returns a dict of "
+                    "scanopt.scan arguments: fn, sequences, outputs_info, non_sequences, "
+                    "n_steps, go_backwards, keep, exact_random, optimize), compile that loop "
+                    "and write the generated NumPy module, or print one stage of the "
+                    "compilation.")
+    build.add_argument("script", metavar="SCRIPT.py", help="a Python file defining NAME")
+    build.add_argument("--call", required=True, metavar="NAME",
+                       help="the function of SCRIPT that returns the scan arguments")
+    build.add_argument("-o", "--output", metavar="OUT.py",
+                       help="write the result there (default: stdout)")
+    build.add_argument("--emit", choices=BUILD_STAGES, default="numpy",
+                       help="scan: the frontend's IR; scan-opt: the IR after the passes; numpy: "
+                            "the generated module (default); explain: what each pass did")
+    build.add_argument("--show-ir", action="store_true",
+                       help="with --emit=explain: add the IR after the frontend and every pass")
+    build.set_defaults(run=_run_build)
+
+    passes = sub.add_parser("passes", help="list the registered passes",
+                            description="List the pass names that `scanopt opt -p` accepts, "
+                                        "and the default pipeline.")
+    passes.set_defaults(run=_run_passes)
+    return parser
+
+
+def _version_text() -> str:
+    try:
+        from importlib.metadata import version
+
+        xdsl = f" (xdsl {version('xdsl')})"
+    except Exception:  # metadata missing: not worth failing --version for
+        xdsl = ""
+    return f"scanopt {__version__}{xdsl}"
+
+
+def _write_output(text: str, path: str | None) -> None:
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise CommandError(f"error: cannot write {path}: {error.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# scanopt opt
+
+
+def _run_opt(args) -> int:
+    from xdsl.dialects.test import Test
+    from xdsl.parser import Parser
+    from xdsl.passes import PassPipeline
+    from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+
+    from scanopt.compiler import make_context, print_ir
+    from scanopt.transforms import get_all_passes
+
+    registry = get_all_passes()
+    unknown = [name.split("{")[0].strip() for name in args.passes.split(",")
+               if name.strip() and name.split("{")[0].strip() not in registry]
+    if unknown:
+        raise CommandError(f"error: unknown pass {', '.join(map(repr, unknown))}; the "
+                           f"registered passes are: {', '.join(registry)}")
+    timings: list[tuple[str, float]] = []
+    dumps: list[str] = []
+    started = time.perf_counter()
+
+    def after_pass(previous, module, following) -> None:
+        nonlocal started
+        if previous is not None:
+            timings.append((previous.name, time.perf_counter() - started))
+            if args.verify_each:
+                try:
+                    module.verify()
+                except DiagnosticException as error:
+                    raise _PassBrokeIR(previous.name, error) from None
+            if args.print_between_passes and following is not None:
+                dumps.append(f"// ----- IR after {previous.name} -----\n"
+                             f"{print_ir(module, args.print_op_generic)}\n")
+        started = time.perf_counter()
+
+    try:
+        pipeline = PassPipeline.parse_spec(registry, args.passes, after_pass)
+    except (ValueError, ArgSpecParseError) as error:
+        raise CommandError(f"error: bad pass list {args.passes!r}: {error}") from None
+
+    ctx = make_context()
+    ctx.load_dialect(Test)  # "test.op" stands for opaque values in tests, as in xDSL's own
+    name, text = _read_input(args.input)
+    outputs: list[str] = []
+    for chunk in _chunks(text, args.split_input_file):
+        dumps.clear()
+        try:
+            module = Parser(ctx, chunk, name).parse_module()
+            module.verify()
+            pipeline.apply(ctx, module)
+            if args.emit == "numpy":
+                out = _emit_numpy(module, name)
+            else:
+                out = print_ir(module, args.print_op_generic) + "\n"
+        except ParseError as error:
+            message = _parse_error_text(error)
+        except _PassBrokeIR as error:
+            message = (f"{name}: error: the IR does not verify after pass {error.pass_name}: "
+                       f"{error.error}")
+        except DiagnosticException as error:
+            message = f"{name}: error: {error}"
+        else:
+            outputs.append("".join(dumps) + out)
+            continue
+        if not args.verify_diagnostics:
+            print(message.rstrip("\n"), file=sys.stderr)
+            return 1
+        outputs.append(message.rstrip("\n") + "\n")
+    separator = "# -----\n" if args.emit == "numpy" else "// -----\n"
+    _write_output(separator.join(outputs), args.output)
+    if args.time_passes:
+        for pass_name, seconds in timings:
+            print(f"pass {pass_name}: {seconds * 1e3:.2f} ms", file=sys.stderr)
+    return 0
+
+
+@dataclass
+class _PassBrokeIR(Exception):
+    pass_name: str
+    error: Exception
+
+
+def _read_input(path: str) -> tuple[str, str]:
+    if path == "-":
+        return "<stdin>", sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return path, f.read()
+    except OSError as error:
+        raise CommandError(f"error: cannot read {path}: {error.strerror}") from None
+
+
+def _chunks(text: str, split: bool) -> list[str]:
+    """The input, or its ``// -----`` chunks, each padded with newlines so that the line numbers
+    in error messages are those of the whole file."""
+    if not split:
+        return [text]
+    chunks, start, line = [], 0, 0
+    for marker in _SPLIT_MARKER.finditer(text):
+        chunks.append("\n" * line + text[start:marker.start()])
+        line = text.count("\n", 0, marker.end())
+        start = marker.end()
+    chunks.append("\n" * line + text[start:])
+    return chunks
+
+
+def _parse_error_text(error) -> str:
+    """``file:line:col: error: message``, then the offending line with carets under it."""
+    location = error.span.get_location()
+    context = error.span.print_with_context().splitlines()[1:]
+    return "\n".join([f"{location}: error: {error.msg}", *context])
+
+
+def _emit_numpy(module, name: str) -> str:
+    from scanopt.lowering.numpy_emitter import emit_numpy_module
+
+    try:
+        return emit_numpy_module(module, buffers=True)
+    except NotImplementedError as error:
+        raise CommandError(f"{name}: error: cannot emit NumPy: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# scanopt build
+
+
+def _run_build(args) -> int:
+    script = os.path.abspath(args.script)
+    if not os.path.isfile(script):
+        raise CommandError(f"error: no such file: {args.script}")
+    factory = getattr(_import_script(script), args.call, None)
+    if not callable(factory):
+        raise CommandError(f"error: {args.script} defines no function {args.call!r}")
+    try:
+        scan_args = factory()
+    except ScanError:
+        raise
+    except Exception as error:
+        raise CommandError(_user_traceback(error, script, f"{args.call}() failed")) from None
+    options = _scan_options(scan_args, f"{args.script}: {args.call}()")
+    fn = options.pop("fn")
+    call_site = SourceLocation(script, getattr(getattr(factory, "__code__", None),
+                                               "co_firstlineno", 1), 1)
+    text = _build_stage(fn, options, args.emit, call_site=call_site, show_ir=args.show_ir,
+                        command=f"scanopt build {os.path.basename(script)} --call {args.call}")
+    _write_output(text, args.output)
+    return 0
+
+
+def _import_script(path: str):
+    """Import the user's script as a module (a real file, so inspect finds the step's source)."""
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)  # the script may import its neighbours, as `python SCRIPT`
+    name = "__scanopt_build__"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CommandError(f"error: cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses, pickling and inspect look the module up
+    try:
+        spec.loader.exec_module(module)
+    except ScanError:
+        raise
+    except Exception as error:
+        raise CommandError(_user_traceback(error, path, f"importing {os.path.basename(path)} "
+                                                         "failed")) from None
+    return module
+
+
+def _user_traceback(error: BaseException, script: str, what: str) -> str:
+    """The traceback of an exception raised by the user's script, from its first frame on."""
+    tb = error.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != script:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(error), error, tb))
+    return f"error: {what}:\n{text.rstrip()}"
+
+
+def _scan_options(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CommandError(f"error: {where} must return a dict of scan arguments "
+                           f"({', '.join(SCAN_ARGUMENTS)}), but it returned "
+                           f"{type(value).__name__}")
+    unknown = sorted(set(value) - set(SCAN_ARGUMENTS), key=str)
+    if unknown:
+        raise CommandError(f"error: {where} returned unknown scan argument(s) "
+                           f"{', '.join(map(repr, unknown))}; expected some of "
+                           f"{', '.join(SCAN_ARGUMENTS)}")
+    if "fn" not in value:
+        raise CommandError(f"error: {where} returned no 'fn' (the step function)")
+    options = dict(value)
+    fn = options["fn"]
+    decorator_options = getattr(fn, "options", None)
+    if decorator_options is not None and hasattr(fn, "fn"):  # @scanopt.step: its options count
+        options = {**decorator_options, **options, "fn": fn.fn}
+    return options
+
+
+def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
+                 call_site: SourceLocation | None, show_ir: bool = False,
+                 command: str = "") -> str:
+    from scanopt.api import _prepare_call, _spec
+    from scanopt.compiler import build_ir, explain_loop, print_ir
+    from scanopt.frontend.builder import build_loop
+    from scanopt.lowering.numpy_emitter import emit_numpy_module
+
+    optimize = bool(options.get("optimize", True))
+    exact_random = bool(options.get("exact_random", False))
+    call = _prepare_call(fn, options.get("sequences"), options.get("outputs_info"),
+                         options.get("non_sequences"), options.get("n_steps"),
+                         options.get("go_backwards", False), options.get("backend", "numpy"),
+                         options.get("keep", "all"))
+    spec = _spec(call.key)
+    if stage == "scan":
+        module = build_loop(fn, spec, call_site=call_site).module
+        module.verify()
+        return print_ir(module) + "\n"
+    if stage == "explain":
+        report = explain_loop(fn, spec, optimize=optimize, exact_random=exact_random,
+                              show_ir=show_ir, call_site=call_site)
+        return report.replace("[?,", f"[{call.n_steps}×")  # as scanopt.explain shows it
+    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
+                     call_site=call_site)
+    if stage == "scan-opt":
+        return print_ir(built.module) + "\n"
+    assert stage == "numpy", stage
+    return emit_numpy_module(built.module, header=build_header(fn, command),
+                             buffers=optimize)
+
+
+def step_source_sha256(fn: Callable) -> str:
+    """sha256 of the step function's source text (``inspect.getsource``), as the header shows.
+
+    A NumPy function passed as the step has no Python source: its name is hashed instead.
+    """
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = getattr(fn, "__name__", repr(fn))
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def build_header(fn: Callable, command: str = "") -> str:
+    """The docstring of a module written by ``scanopt build``: version and source hash first."""
+    name = getattr(fn, "__name__", "step")
+    code = getattr(fn, "__code__", None)
+    origin = (f" ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+              if code is not None else "")
+    lines = [f"Generated by scanopt {__version__} from `{name}`{origin}; step source sha256 "
+             f"{step_source_sha256(fn)}."]
+    if command:
+        lines.append(f"Rebuild with: {command} -o <this file>")
+    lines += ["", "A standalone NumPy module: it imports numpy only. Edit the step function "
+                  "and rebuild, not this file."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# scanopt passes
+
+
+def _run_passes(args) -> int:
+    from scanopt.transforms import FAST_RANDOM, PIPELINE, get_all_passes
+
+    registry = get_all_passes()
+    width = max(map(len, registry))
+    lines = [f"{name:<{width}}  {pass_summary(name, get)}" for name, get in registry.items()]
+    lines += ["", "default pipeline (scanopt.scan):", "  " + ",".join(PIPELINE),
+              "then, unless exact_random=True:", "  " + ",".join(FAST_RANDOM)]
+    print("\n".join(lines))
+    return 0
+
+
+def pass_summary(name: str, get_pass: Callable[[], type]) -> str:
+    """The first paragraph of the pass module's docstring, without its ````name````: prefix."""
+    if name in _UPSTREAM_SUMMARIES:
+        return _UPSTREAM_SUMMARIES[name]
+    cls = get_pass()
+    doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    first = re.sub(rf"^``{re.escape(name)}``:\s*", "", first)
+    return first.replace("``", "`") or "(no description)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
