@@ -218,6 +218,7 @@ def _run_opt(args) -> int:
     outputs: list[str] = []
     for chunk in _chunks(text, args.split_input_file):
         dumps.clear()
+        module = None
         try:
             module = Parser(ctx, chunk, name).parse_module()
             module.verify()
@@ -230,9 +231,9 @@ def _run_opt(args) -> int:
             message = _parse_error_text(error)
         except _PassBrokeIR as error:
             message = (f"{name}: error: the IR does not verify after pass {error.pass_name}: "
-                       f"{error.error}")
+                       f"{error.error}{_failing_op_note(module)}")
         except DiagnosticException as error:
-            message = f"{name}: error: {error}"
+            message = f"{name}: error: {error}{_failing_op_note(module)}"
         else:
             outputs.append("".join(dumps) + out)
             continue
@@ -283,6 +284,27 @@ def _parse_error_text(error) -> str:
     location = error.span.get_location()
     context = error.span.print_with_context().splitlines()[1:]
     return "\n".join([f"{location}: error: {error.msg}", *context])
+
+
+def _failing_op_note(module) -> str:
+    """``\nnote: in <first line of the op that fails to verify>``, or nothing.
+
+    xDSL's verifier says what is wrong but not where; the innermost op whose own checks fail is
+    found by verifying each op without its regions, innermost first."""
+    from xdsl.utils.exceptions import DiagnosticException
+
+    from scanopt.compiler import print_ir
+
+    if module is None:
+        return ""
+    for op in reversed(list(module.walk())):
+        try:
+            op.verify(verify_nested_ops=False)
+        except DiagnosticException:
+            return f"\nnote: in {print_ir(op).splitlines()[0].strip()}"
+        except Exception:  # a malformed op the printer cannot show: keep the message alone
+            return ""
+    return ""
 
 
 def _emit_numpy(module, name: str) -> str:

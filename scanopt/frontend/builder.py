@@ -226,6 +226,7 @@ class _StepBuilder:
         self.call_site = call_site
         self.root_fn = fn
         self.block = Block()
+        self.constants: dict[tuple, SSAValue] = {}
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -1325,7 +1326,12 @@ class _StepBuilder:
             else:
                 raise UnsupportedSyntax("complex constants are not supported",
                                         scope.context.source.loc(node))
-            return self._emit(arith.ConstantOp(attr), node, scope)
+            # One SSA value per constant (by type and exact spelling: -0.0 is not 0.0), so
+            # that ops sharing a literal can be recognised as alike.
+            key = (type(v), repr(v))
+            if key not in self.constants:
+                self.constants[key] = self._emit(arith.ConstantOp(attr), node, scope)
+            return self.constants[key]
         if isinstance(value, Const) and isinstance(value.value, np.generic):
             return self._materialize_numpy(value.value, node, scope)
         if isinstance(value, TupleVal) and not _is_slice(value) or \

@@ -39,7 +39,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -209,7 +208,3 @@ class ScanFuseSlicesPass(ModulePass):
         for loop in loops_in(op):
             fuse_column_slices(loop)
 
-
-# Constants feed most elementwise chains (``1 + exp(-x)``); cse makes them one value per number
-# so that the "same" operand kind recognises them.
-_ = arith

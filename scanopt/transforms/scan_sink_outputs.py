@@ -73,7 +73,11 @@ def _subtree(value: SSAValue, loop: scan.LoopOp, histories: dict, params: dict,
 def sink_outputs(loop: scan.LoopOp) -> scan.LoopOp:
     yield_op = loop.block.last_op
     assert isinstance(yield_op, scan.YieldOp)
-    last = set(loop.last_indices())
+    # Outputs kept with keep="last" (already O(1), or still a scan.last of the history) stay:
+    # sinking would need their whole history.
+    last = set(loop.last_indices()) | {
+        k for k, result in enumerate(loop.outs)
+        if any(isinstance(use.operation, scan.LastOp) for use in result.uses)}
     histories: dict[SSAValue, SSAValue] = {}
     for k, value in enumerate(yield_op.values):
         if k not in last and value not in histories:
