@@ -836,18 +836,45 @@ def test_save_mem_without_keep_last_changes_nothing():
 # scan-fast-random
 # --------------------------------------------------------------------------------------------
 
-def test_fast_random_binomial_becomes_uniform_below_p():
-    module = compile_ir(gibbs_step, ["scan-fast-random"], **gibbs_data())
+def test_fast_random_binomial_of_a_sigmoid_becomes_a_logistic_threshold():
+    # binomial(1, 1 / (1 + exp(-z))) is z > logistic noise: no sigmoid left in the step.
+    module = compile_ir(gibbs_step, ["scan-fast-random", "dce"], **gibbs_data())
     draws = ops_of(module, scan.RandomOp)
-    assert draws and all(d.method.data == "random" for d in draws)
-    # The uniforms do not depend on the state: drawn for all steps before the loop.
+    assert draws and all(d.method.data == "logistic" for d in draws)
+    # The noise does not depend on the state: drawn for all steps before the loop.
     loop = the_loop(module)
     assert all(not in_loop(d) and d.steps is loop.n_steps for d in draws)
     assert all(d.result in list(loop.sequences) for d in draws)
-    lts = ops_of(module, scan.LtOp, inside=True)
-    assert len(lts) == 2
-    assert all(lt.lhs in list(loop.seq_args) for lt in lts)  # u_t < p
+    gts = ops_of(module, scan.GtOp, inside=True)
+    assert len(gts) == 2
+    assert all(gt.rhs in list(loop.seq_args) for gt in gts)  # z > noise_t
+    assert not ops_of(module, scan.ExpOp, inside=True)
     assert "binomial" not in print_ir(module)
+
+
+def test_fast_random_binomial_becomes_uniform_below_p():
+    # p is not written as a sigmoid here: the draw becomes u < p.
+    module = compile_ir(binomial_invariant_p_step, ["scan-fast-random"],
+                        outputs_info=np.zeros(3),
+                        non_sequences=[np.array([0.2, 0.5, 0.7]), np.random.default_rng(3)],
+                        n_steps=4)
+    (draw,) = ops_of(module, scan.RandomOp)
+    assert draw.method.data == "random" and not in_loop(draw)
+    loop = the_loop(module)
+    (lt,) = ops_of(module, scan.LtOp, inside=True)
+    assert lt.lhs in list(loop.seq_args)  # u_t < p
+    assert not any(d.method.data == "binomial" for d in ops_of(module, scan.RandomOp))
+
+
+def test_fast_random_gibbs_statistics_match_the_exact_sampler():
+    # The sampled chain's mean activation agrees with the exact one (same model, many steps).
+    args = gibbs_data()
+    args["n_steps"] = 400
+    fast = scanopt.scan(gibbs_step, **args)
+    args["non_sequences"] = [*args["non_sequences"][:-1], np.random.default_rng(77)]
+    exact = scanopt.scan(gibbs_step, exact_random=True, **args)
+    assert fast.shape == exact.shape and set(np.unique(fast)) <= {0.0, 1.0}
+    assert abs(fast[100:].mean() - exact[100:].mean()) < 0.05
 
 
 def test_fast_random_binomial_with_invariant_p_statistics():

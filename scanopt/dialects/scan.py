@@ -525,6 +525,9 @@ class RandomOp(IRDLOperation):
         "uniform": ("low", "high"),
         "normal": ("loc", "scale"),
         "binomial": ("n", "p"),
+        # Standard logistic noise, made by scan-fast-random (``binomial(1, sigmoid(z))`` is
+        # ``z > logistic noise``); users cannot call it from a step function.
+        "logistic": (),
     }
 
     def __init__(self, method: str, rng: SSAValue, params: Sequence[SSAValue],

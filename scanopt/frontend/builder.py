@@ -158,6 +158,7 @@ _DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int6
                 "uint16", "uint32", "uint64", "bool_", "complex64", "complex128", "double",
                 "single", "half", "intc", "intp"}
 _NUMPY_CONSTANTS = {"pi", "e", "inf", "nan", "newaxis"}
+_RNG_METHODS = ("random", "uniform", "normal", "standard_normal", "binomial")
 
 SUPPORTED_NUMPY = sorted(set(_REDUCTIONS) | set(_UNARY_ALIASES) | set(_BINARY_ALIASES)
                          | _OTHER_FUNCTIONS)
@@ -802,12 +803,12 @@ class _StepBuilder:
         if isinstance(obj, SSAValue):
             aval = aval_of(obj.type)
             if isinstance(aval, RngVal):
-                if attr in scan.RandomOp.METHODS:
+                if attr in _RNG_METHODS:
                     return BoundMethod(obj, attr)
                 raise UnsupportedSyntax(
                     f"Generator.{attr} is not supported in a step function", loc,
-                    hint="Supported draws: " + ", ".join(f"rng.{m}" for m in
-                                                         scan.RandomOp.METHODS) + ".")
+                    hint="Supported draws: " + ", ".join(f"rng.{m}" for m in _RNG_METHODS)
+                         + ".")
             if attr == "T":
                 return self._transpose(obj, None, node, scope)
             if attr == "shape":

@@ -446,13 +446,17 @@ class _FunctionEmitter:
             op = seq.owner
             body.extend(self._origin(op))
             name = self.namer.name(seq)
-            if self.use_buffers and op.method.data in ("random", "standard_normal"):
+            if self.use_buffers and op.method.data in ("random", "standard_normal", "logistic"):
                 # Drawn into one workspace array: no chunk is ever allocated twice.
                 buffer = self.namer.fresh(f"{name}_chunk")
                 self.plan.buffers[buffer] = (
                     (("min", chunk), *op.size.get_values()), op.result.type.get_element_type())
                 body.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
                     ast.Name(buffer, ast.Load()), ast.Slice(None, steps_here), ast.Load())))
+                if op.method.data == "logistic":
+                    body.extend(_logistic_in_place(self._use(op.rng), name,
+                                                   aval_of(op.result.type).dtype))
+                    continue
                 call = self._random(op, [self._use(op.rng)])
                 call.keywords = [k for k in call.keywords if k.arg != "size"]
                 call.keywords.append(ast.keyword("out", ast.Name(name, ast.Load())))
@@ -585,11 +589,31 @@ class _FunctionEmitter:
             dtype = aval_of(op.result.type).dtype
             if isinstance(op.result.type, TensorType) and dtype != np.float64:
                 kwargs["dtype"] = _dtype_expr(dtype)
-        return ast.Call(ast.Attribute(rng, method, ast.Load()), params,
+        call = ast.Call(ast.Attribute(rng, method, ast.Load()), params,
                         [ast.keyword(k, v) for k, v in kwargs.items()])
+        dtype = aval_of(op.result.type).dtype
+        if method == "logistic" and dtype != np.float64:
+            return ast.Call(ast.Attribute(call, "astype", ast.Load()), [_dtype_expr(dtype)], [])
+        return call
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _logistic_in_place(rng: ast.expr, name: str, dtype: np.dtype) -> list[ast.stmt]:
+    """Standard logistic noise in ``name``: ``-log(1/u - 1)`` of uniforms ``u``, in place."""
+    target = ast.Name(name, ast.Load())
+    draw = ast.Call(ast.Attribute(rng, "random", ast.Load()), [], [
+        *([ast.keyword("dtype", _dtype_expr(dtype))] if dtype != np.float64 else []),
+        ast.keyword("out", target)])
+    steps = [_np_call("reciprocal", [target], out=target),
+             _np_call("subtract", [target, ast.Constant(1)], out=target),
+             _np_call("log", [target], out=target),
+             _np_call("negative", [target], out=target)]
+    # u == 0 gives 1/u = inf and noise -inf, as it should: no warning for it.
+    guarded = ast.With([ast.withitem(_np_call("errstate", [], divide=ast.Constant("ignore")))],
+                       [ast.Expr(call) for call in steps])
+    return [ast.Expr(draw), guarded]
 
 
 def _default_name(op: Operation) -> str:

@@ -4,7 +4,10 @@ asked for (the default; ``exact_random=True`` turns this pass off).
 1. ``rng.binomial(1, p)`` becomes ``rng.random(size=p.shape, dtype=p.dtype) < p``: the same
    distribution, without NumPy's general binomial sampler (and, for float32 ``p``, with float32
    uniforms).
-2. Draws that do not depend on the loop's state (all their parameters are invariant, as the
+2. When ``p`` is written as a sigmoid, ``1 / (1 + exp(-z))``, the draw becomes ``z > noise`` with
+   standard logistic noise: the same Bernoulli(sigmoid(z)) sample, without the sigmoid's four
+   array operations in the step (the noise is made from uniforms, a chunk at a time).
+3. Draws that do not depend on the loop's state (all their parameters are invariant, as the
    uniforms of step 1 always are) are made for many steps at once before the steps that use them:
    the body reads step ``t`` as a sequence. The emitter draws in chunks of steps so that the
    pre-drawn numbers stay under 64 MiB whatever ``n_steps`` is.
@@ -32,7 +35,7 @@ After::
 >>> ir = run_on_step(step, ["scan-fast-random"], outputs_info=np.zeros(4, np.float32),
 ...                  non_sequences=[np.eye(4, dtype=np.float32), np.random.default_rng(0)],
 ...                  n_steps=3)
->>> "binomial" in ir, ir.index('method = "random"') < ir.index("scan.loop")
+>>> "binomial" in ir, ir.index('method = "logistic"') < ir.index("scan.loop")
 (False, True)
 """
 
@@ -44,7 +47,7 @@ import numpy as np
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i1
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType, i1
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -118,6 +121,56 @@ def _bytes_per_step(op: scan.RandomOp) -> int:
     return int(np.prod(aval.shape)) * aval.dtype.itemsize
 
 
+def _sigmoid_argument(p: SSAValue) -> SSAValue | None:
+    """``z`` when ``p`` is ``1 / (1 + exp(-z))``, the way users write a sigmoid."""
+    div = p.owner
+    if not isinstance(div, scan.DivOp) or not _is_one_constant(div.lhs):
+        return None
+    add = div.rhs.owner
+    if not isinstance(add, scan.AddOp):
+        return None
+    one, exp_value = (add.lhs, add.rhs) if _is_one_constant(add.lhs) else (add.rhs, add.lhs)
+    if not _is_one_constant(one) or not isinstance(exp_value.owner, scan.ExpOp):
+        return None
+    neg = exp_value.owner.operand.owner
+    if not isinstance(neg, scan.NegOp) or neg.operand.type != p.type:
+        return None
+    return neg.operand
+
+
+def _is_one_constant(value: SSAValue) -> bool:
+    owner = value.owner
+    return isinstance(owner, arith.ConstantOp) and owner.value.type != i1 and \
+        float(owner.value.value.data) == 1.0
+
+
+def logistic_threshold(loop: scan.LoopOp) -> int:
+    """``random() < sigmoid(z)`` → ``z > logistic noise``: the same Bernoulli(sigmoid(z)) draw
+    without computing the sigmoid in the step (the noise is pre-drawn with the uniforms)."""
+    count = 0
+    for op in list(loop.block.ops):
+        if not isinstance(op, scan.RandomOp) or op.method.data != "random" or op.steps or \
+                _bytes_per_step(op) > PREDRAW_MAX_STEP_BYTES:
+            continue
+        uses = list(op.result.uses)
+        if len(uses) != 1 or not isinstance(uses[0].operation, scan.LtOp) or uses[0].index != 0:
+            continue
+        below = uses[0].operation
+        z = _sigmoid_argument(below.rhs)
+        if z is None or z.type != op.result.type:
+            continue
+        above = copy_loc(scan.GtOp(z, op.result, below.result.type), below)
+        insert_before(above, below)
+        below.result.replace_all_uses_with(above.result)
+        Rewriter.erase_op(below)
+        op.properties["method"] = StringAttr("logistic")
+        op.result.name_hint = "noise"
+        count += 1
+        remark("scan-fast-random", "binomial(1, sigmoid(z)) drawn as z > logistic noise: no "
+                                   "sigmoid in the step", [below])
+    return count
+
+
 def predraw(loop: scan.LoopOp) -> scan.LoopOp:
     stage = stages(loop)
     outer = dict(zip(loop.param_args, loop.non_seqs))
@@ -172,5 +225,6 @@ class ScanFastRandomPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for loop in loops_in(op):
             binomial_to_compare(loop)
+            logistic_threshold(loop)
         for loop in loops_in(op):
             predraw(loop)
