@@ -1419,7 +1419,6 @@ class _StepBuilder:
         """The values to yield (carries first, then per-step outputs) and, for each returned
         value in the user's order, its position among them."""
         spec = self.spec
-        context = getattr(self, "_current", None)
         loc = self._loc(node)
         if spec.outputs_given and len(returned) != len(spec.inits):
             raise ScanValueError(
@@ -1437,7 +1436,6 @@ class _StepBuilder:
         is_carry = []
         carry_args = iter(self.block.args[len(spec.sequences):])
         mismatches = []
-        scope = Scope({}, context or FunctionContext(None, FunctionSource(ast.Pass(), ""), ()))
         for k, (value, init) in enumerate(zip(returned, inits)):
             if isinstance(value, Const) and (value.value is None or not
                                              is_python_scalar(value.value)):
@@ -1467,7 +1465,6 @@ class _StepBuilder:
                     f"The input carry `{arg.name_hint}` has type {init.describe()} but the step "
                     f"returns {got.describe()} for it, so the {what}s do not match.")
             carries.append(value)
-        del scope
         if mismatches:
             header = ("the step function's output type does not match its initial state "
                       "(outputs_info)")

@@ -17,12 +17,11 @@ from collections.abc import Iterable
 import numpy as np
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, TensorType
-from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
 from scanopt.lowering.buffers import BufferPlan, Target, plan_block
-from scanopt.frontend.signature import AVal
 
 _COMMENT_MARKER = "__scanopt_comment__:"
 
@@ -659,10 +658,3 @@ def _literal(op: arith.ConstantOp) -> ast.expr:
             ast.Constant(v)
     return _int_literal(int(v))
 
-
-def _is_block_arg(value: SSAValue) -> bool:
-    return isinstance(value, BlockArgument)
-
-
-def _unused(_: Block) -> None:  # pragma: no cover - keeps AVal import used for type checkers
-    AVal

@@ -95,13 +95,6 @@ def rebuild_loop(loop: scan.LoopOp, *, sequences: Sequence[SSAValue] = (),
     return new
 
 
-def new_block_args(loop: scan.LoopOp, first_new_seq: int, n_new_seqs: int,
-                   first_new_param: int) -> tuple[list[SSAValue], list[SSAValue]]:
-    seqs = list(loop.seq_args)[first_new_seq : first_new_seq + n_new_seqs]
-    params = list(loop.param_args)[first_new_param:]
-    return seqs, params
-
-
 def insert_before(op: Operation, anchor: Operation) -> None:
     Rewriter.insert_op(op, InsertPoint.before(anchor))
 
