@@ -450,38 +450,33 @@ class IndexOp(IRDLOperation):
             )
 
 
+class JoinOp(IRDLOperation):
+    """Base of the ops that join arrays along an axis."""
+
+    values = var_operand_def()
+    result = result_def(TensorType)
+    axis = prop_def(IntegerAttr[i64])
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, values: Sequence[SSAValue], axis: int, result_type: Attribute):
+        super().__init__(operands=[values], result_types=[result_type],
+                         properties={"axis": IntegerAttr(axis, i64)})
+
+
 @irdl_op_definition
-class ConcatOp(IRDLOperation):
+class ConcatOp(JoinOp):
     """``np.concatenate(values, axis)``."""
 
     name = "scan.concat"
-    values = var_operand_def()
-    result = result_def(TensorType)
-    axis = prop_def(IntegerAttr[i64])
-    irdl_options = (ParsePropInAttrDict(),)
-    traits = traits_def(Pure())
-    assembly_format = _GENERIC_FORMAT
-
-    def __init__(self, values: Sequence[SSAValue], axis: int, result_type: Attribute):
-        super().__init__(operands=[values], result_types=[result_type],
-                         properties={"axis": IntegerAttr(axis, i64)})
 
 
 @irdl_op_definition
-class StackOp(IRDLOperation):
+class StackOp(JoinOp):
     """``np.stack(values, axis)``."""
 
     name = "scan.stack"
-    values = var_operand_def()
-    result = result_def(TensorType)
-    axis = prop_def(IntegerAttr[i64])
-    irdl_options = (ParsePropInAttrDict(),)
-    traits = traits_def(Pure())
-    assembly_format = _GENERIC_FORMAT
-
-    def __init__(self, values: Sequence[SSAValue], axis: int, result_type: Attribute):
-        super().__init__(operands=[values], result_types=[result_type],
-                         properties={"axis": IntegerAttr(axis, i64)})
 
 
 @irdl_op_definition
