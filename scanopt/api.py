@@ -221,14 +221,13 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
 
 
 def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
-    code = getattr(fn, "__code__", fn)
-    key = (code, call.key, bool(exact_random), bool(optimize), backend)
+    key = (_code_of(fn), call.key, bool(exact_random), bool(optimize), backend)
     try:
         entries = _STATS.entries.setdefault(key, [])
     except TypeError:  # an unhashable callable
         raise ScanValueError(f"cannot compile {fn!r}") from None
     for entry in entries:
-        captured = entry.compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
+        captured = entry.compiled.plan.fetch(fn)
         if captured is not None:
             _STATS.hits += 1
             cache.log_memory_hit(fn)
@@ -241,9 +240,18 @@ def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str
         lambda: _compile(fn, call, key, exact_random=exact_random, optimize=optimize))
     _STATS.disk_hits += from_disk
     entries.append(_CacheEntry(compiled))
-    captured = compiled.plan.fetch(fn) if isinstance(fn, types.FunctionType) else []
+    captured = compiled.plan.fetch(fn)
     assert captured is not None
     return compiled, captured
+
+
+def _code_of(fn):
+    """What identifies a step callable's code: a function's, a method's or a partial's."""
+    for attribute in ("__func__", "func"):
+        inner = getattr(fn, attribute, None)
+        if isinstance(inner, types.FunctionType):
+            return inner.__code__
+    return getattr(fn, "__code__", fn)
 
 
 def _spec(call_key, outputs: list | None = None):

@@ -151,3 +151,46 @@ def test_inputs_are_never_written():
         scanopt.scan(elman, X, h0, params, optimize=optimize)
     for before, after in zip(copies, (X, h0, *params)):
         np.testing.assert_array_equal(before, after)
+
+
+class _Cell:
+    def __init__(self, W, U):
+        self.W, self.U, self.scale = W, U, 0.5
+
+    def activation(self, z):
+        return np.tanh(z) * self.scale
+
+    def step(self, x_t, h):
+        return self.activation(x_t @ self.W + h @ self.U)
+
+
+def test_a_bound_method_reads_attributes_of_its_object():
+    X, h0, (W, U, _) = data()
+    cell = _Cell(W, U)
+    assert_matches(scanopt.scan(cell.step, X, h0),
+                   plain_loop(cell.step, sequences=X, outputs_info=h0))
+    cell.W = W * 2  # attributes are read on every call
+    assert_matches(scanopt.scan(cell.step, X, h0),
+                   plain_loop(cell.step, sequences=X, outputs_info=h0))
+    misses = scanopt.cache_info()["misses"]
+    other = _Cell(W * 3, U)  # another object of the class: the same compiled loop
+    assert_matches(scanopt.scan(other.step, X, h0),
+                   plain_loop(other.step, sequences=X, outputs_info=h0))
+    assert scanopt.cache_info()["misses"] == misses
+    other.scale = 2.0  # a Python number is compiled in: changing it recompiles
+    assert_matches(scanopt.scan(other.step, X, h0),
+                   plain_loop(other.step, sequences=X, outputs_info=h0))
+    assert scanopt.cache_info()["misses"] == misses + 1
+
+
+def _leaky(alpha, x_t, h, *, gain):
+    return (1 - alpha) * h + alpha * np.tanh(gain * x_t)
+
+
+def test_a_functools_partial_step():
+    import functools
+
+    X = np.random.default_rng(3).standard_normal((5, 4))
+    step = functools.partial(_leaky, 0.25, gain=2.0)
+    assert_matches(scanopt.scan(step, X, np.zeros(4)),
+                   plain_loop(step, sequences=X, outputs_info=np.zeros(4)))

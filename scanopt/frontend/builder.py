@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import operator
 import types
@@ -77,9 +78,20 @@ class PyObject:
 
 @dataclass(frozen=True)
 class PyFunction:
-    """A plain Python function the step calls: it is inlined. ``path`` locates it for captures."""
+    """A plain Python function the step calls: it is inlined. ``path`` locates it for captures;
+    ``prefix`` holds arguments already bound (a method's ``self``, a ``functools.partial``'s)."""
 
     fn: types.FunctionType
+    path: Path
+    prefix: tuple = ()
+    bound_kwargs: tuple = ()  # (name, value) pairs
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance of a user class, reached by ``path``: the step may read its attributes."""
+
+    obj: Any
     path: Path
 
 
@@ -226,6 +238,7 @@ class _StepBuilder:
         self.capture_names: list[str] = []
         self.call_site = call_site
         self.root_fn = fn
+        self.target_fn: types.FunctionType | None = None  # the Python function walked
         self.block = Block()
         self.constants: dict[tuple, SSAValue] = {}
 
@@ -239,9 +252,12 @@ class _StepBuilder:
         self.block = Block(arg_types=[*slice_types, *carry_types, *param_types])
         args = list(self.block.args)
 
-        if isinstance(self.root_fn, types.FunctionType):
-            context = FunctionContext(self.root_fn, function_source(self.root_fn), ())
-            result, return_node = self._call_root(context, args)
+        target, base = unwrap_callable(self.root_fn)
+        if target is not None:
+            context = FunctionContext(target, function_source(target), base)
+            self.target_fn = target
+            prefix, bound_kwargs = self._bound_arguments(context)
+            result, return_node = self._call_root(context, args, prefix, bound_kwargs)
         else:
             result, return_node = self._call_numpy_root(args)
 
@@ -287,7 +303,7 @@ class _StepBuilder:
                     value = last.result
                 results.append(value)
             func.ReturnOp(*results)
-        name = getattr(self.root_fn, "__name__", "step")
+        name = getattr(self.target_fn or self.root_fn, "__name__", "step")
         if not name.isidentifier():
             name = "step"
         function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock))
@@ -321,17 +337,34 @@ class _StepBuilder:
                 outer.append(name)
         return [*outer, "n_steps"]
 
-    def _call_root(self, context: FunctionContext, args: list[SSAValue]) -> tuple[Value, ast.AST]:
+    def _bound_arguments(self, context: FunctionContext) -> tuple[list[Value], dict]:
+        """Arguments bound before scan's: a method's ``self``, a partial's arguments."""
+        root, node = self.root_fn, context.source.node
+        if isinstance(root, types.MethodType):
+            return [self._from_python(root.__self__, (("method_self", None),), "self", node,
+                                      context)], {}
+        if isinstance(root, functools.partial):
+            self.plan.add((), ("partial", len(root.args), tuple(sorted(root.keywords))))
+            args = [self._from_python(v, (("partial_arg", k),), f"argument {k}", node, context)
+                    for k, v in enumerate(root.args)]
+            kwargs = {k: self._from_python(v, (("partial_kw", k),), k, node, context)
+                      for k, v in root.keywords.items()}
+            return args, kwargs
+        return [], {}
+
+    def _call_root(self, context: FunctionContext, args: list[SSAValue], prefix=(),
+                   bound_kwargs=None) -> tuple[Value, ast.AST]:
         node = context.source.node
         n_seq = len(self.spec.sequences)
         n_carry = sum(a is not None for a in self.spec.inits)
         n_params = len(self.spec.non_sequences)
         scope = Scope({}, context)
         try:
-            self._bind_arguments(node, self.root_fn, context, scope, list(args))
+            self._bind_arguments(node, context.fn, context, scope, [*prefix, *args],
+                                 bound_kwargs)
         except _ArityError as e:
             raise ScanValueError(
-                f"{self.root_fn.__name__}() {e.reason}, but scan passes {len(args)}: "
+                f"{context.fn.__name__}() {e.reason}, but scan passes {len(args)}: "
                 f"{n_seq} sequence slice{'s' * (n_seq != 1)}, {n_carry} previous "
                 f"output{'s' * (n_carry != 1)} and {n_params} non-sequence{'s' * (n_params != 1)}",
                 context.source.loc(node),
@@ -341,7 +374,7 @@ class _StepBuilder:
         for arg in args:
             if not arg.name_hint:
                 arg.name_hint = f"arg{arg.index}"
-        self.call_stack.append(self.root_fn.__code__)
+        self.call_stack.append(context.fn.__code__)
         return self._run_body(node, scope)
 
     def _call_numpy_root(self, args: list[SSAValue]) -> tuple[Value, ast.AST | None]:
@@ -749,6 +782,24 @@ class _StepBuilder:
         if isinstance(obj, types.FunctionType):
             self.plan.add(path, ("code", obj.__code__))
             return PyFunction(obj, path)
+        if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+            self.plan.add(path + (("method_func", None),), ("code", obj.__func__.__code__))
+            receiver = self._from_python(obj.__self__, path + (("method_self", None),),
+                                         f"{name}.__self__", node, context)
+            return PyFunction(obj.__func__, path + (("method_func", None),), (receiver,))
+        if isinstance(obj, functools.partial) and isinstance(obj.func, types.FunctionType):
+            self.plan.add(path + (("partial_func", None),), ("code", obj.func.__code__))
+            self.plan.add(path, ("partial", len(obj.args), tuple(sorted(obj.keywords))))
+            args = tuple(self._from_python(v, path + (("partial_arg", k),), f"{name}.args[{k}]",
+                                           node, context) for k, v in enumerate(obj.args))
+            kwargs = tuple((k, self._from_python(v, path + (("partial_kw", k),), k, node,
+                                                 context)) for k, v in obj.keywords.items())
+            return PyFunction(obj.func, path + (("partial_func", None),), args, kwargs)
+        if _is_plain_object(obj):
+            # An object whose attributes the step reads (``self.W``): each attribute read is
+            # a capture of its own, so only the object's class is assumed here.
+            self.plan.add(path, ("type", type(obj)))
+            return Instance(obj, path)
         self.plan.add(path, ("is", obj))
         return PyObject(obj)
 
@@ -837,6 +888,14 @@ class _StepBuilder:
             if isinstance(module, types.ModuleType):
                 raise UnsupportedSyntax(f"`{module.__name__}.{attr}` is not supported inside a "
                                         "step function", loc, hint=_SUBSET_HINT)
+        if isinstance(obj, Instance):
+            try:
+                value = getattr(obj.obj, attr)
+            except AttributeError:
+                raise UnsupportedSyntax(f"`{type(obj.obj).__name__}` object has no attribute "
+                                        f"`{attr}`", loc) from None
+            return self._from_python(value, obj.path + (("attr", attr),), attr, node,
+                                     scope.context)
         if isinstance(obj, Const) and isinstance(obj.value, np.dtype):
             if attr in {"type", "name", "kind", "itemsize"}:
                 return Const(getattr(obj.value, attr))
@@ -944,7 +1003,8 @@ class _StepBuilder:
         scope = scope or Scope({}, context)
         loc = context.source.loc(node)
         if isinstance(fn_value, PyFunction):
-            return self._inline(fn_value.fn, fn_value.path, args, kwargs, node, scope)
+            return self._inline(fn_value.fn, fn_value.path, [*fn_value.prefix, *args],
+                                {**dict(fn_value.bound_kwargs), **kwargs}, node, scope)
         if isinstance(fn_value, LocalFunction):
             return self._inline_local(fn_value, args, kwargs, node, scope)
         if isinstance(fn_value, BoundMethod):
@@ -1482,18 +1542,37 @@ class _StepBuilder:
         return carries + outputs, order
 
     def _materialize_at(self, value: Const, node) -> SSAValue:
+        target = self.target_fn
         context = getattr(self, "_current", None) or FunctionContext(
-            self.root_fn if isinstance(self.root_fn, types.FunctionType) else None,
-            function_source(self.root_fn) if isinstance(self.root_fn, types.FunctionType)
+            target, function_source(target) if target is not None
             else FunctionSource(ast.Pass(), ""), ())
         return self._materialize(value, node if node is not None else context.source.node,
                                  Scope({}, context))
 
     def _loc(self, node: ast.AST | None) -> SourceLocation | None:
-        if node is None or not isinstance(self.root_fn, types.FunctionType):
+        if node is None or self.target_fn is None:
             return self.call_site
-        source = function_source(self.root_fn)
-        return source.loc(node)
+        return function_source(self.target_fn).loc(node)
+
+
+def unwrap_callable(fn) -> tuple[types.FunctionType | None, Path]:
+    """The Python function a step callable runs, and the path to it from the callable:
+    a function itself, a bound method's ``__func__``, a ``functools.partial``'s ``func``."""
+    if isinstance(fn, types.FunctionType):
+        return fn, ()
+    if isinstance(fn, types.MethodType) and isinstance(fn.__func__, types.FunctionType):
+        return fn.__func__, (("method_func", None),)
+    if isinstance(fn, functools.partial) and isinstance(fn.func, types.FunctionType):
+        return fn.func, (("partial_func", None),)
+    return None, ()
+
+
+def _is_plain_object(obj) -> bool:
+    """An instance of a user-defined class (not a module, function, type or NumPy object)."""
+    return not isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType,
+                                types.FunctionType, types.MethodType, np.ufunc)) and \
+        type(obj).__module__ not in ("builtins", "numpy") and \
+        not type(obj).__module__.startswith("numpy.") and hasattr(obj, "__dict__")
 
 
 class _ArityError(Exception):

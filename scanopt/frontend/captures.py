@@ -17,6 +17,8 @@ objects once they have matched, so later calls check as fast as a freshly compil
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import importlib
 import inspect
@@ -58,6 +60,18 @@ def resolve(fn, path: Path) -> Any:
                 obj = obj.__kwdefaults__[key]
             elif kind == "item":
                 obj = obj[key]
+            elif kind == "attr":
+                obj = getattr(obj, key)
+            elif kind == "method_func":
+                obj = obj.__func__
+            elif kind == "method_self":
+                obj = obj.__self__
+            elif kind == "partial_func":
+                obj = obj.func
+            elif kind == "partial_arg":
+                obj = obj.args[key]
+            elif kind == "partial_kw":
+                obj = obj.keywords[key]
             else:
                 return MISSING
         except (KeyError, ValueError, IndexError, AttributeError, TypeError):
@@ -77,6 +91,11 @@ def _matches(obj: Any, expected: Any) -> bool:
         return getattr(obj, "__code__", None) is expected[1]
     if kind == "is":
         return obj is expected[1]
+    if kind == "type":  # an object whose attributes the step reads: each has its own guard
+        return type(obj) is expected[1]
+    if kind == "partial":  # a functools.partial: the same number of bound arguments
+        return isinstance(obj, functools.partial) and len(obj.args) == expected[1] and \
+            tuple(sorted(obj.keywords)) == expected[2]
     if kind == "source":
         code = getattr(obj, "__code__", None)
         return isinstance(code, types.CodeType) and source_digest(code) == expected[1]
