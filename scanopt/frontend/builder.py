@@ -239,6 +239,7 @@ class _StepBuilder:
         self.call_site = call_site
         self.root_fn = fn
         self.target_fn: types.FunctionType | None = None  # the Python function walked
+        self.root_context: FunctionContext | None = None
         self.block = Block()
         self.constants: dict[tuple, SSAValue] = {}
 
@@ -256,6 +257,7 @@ class _StepBuilder:
         if target is not None:
             context = FunctionContext(target, function_source(target), base)
             self.target_fn = target
+            self.root_context = context
             prefix, bound_kwargs = self._bound_arguments(context)
             result, return_node = self._call_root(context, args, prefix, bound_kwargs)
         else:
@@ -389,13 +391,16 @@ class _StepBuilder:
         names = ["a", "b", "c", "d"]
         for k, arg in enumerate(args):
             arg.name_hint = names[k] if k < len(names) else f"arg{k}"
+        # The ops point at the user's scan(...) call: that is where this "step" is written.
         node = ast.Call(func=ast.Name(id=name), args=[], keywords=[])
-        for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
-            setattr(node, attr, 1)
-        self._root_loc = self.call_site
+        line = self.call_site.line if self.call_site else 1
+        col = self.call_site.col - 1 if self.call_site else 0
+        for attr, value in (("lineno", line), ("end_lineno", line), ("col_offset", col),
+                            ("end_col_offset", col)):
+            setattr(node, attr, value)
         context = FunctionContext(None, FunctionSource(node, self.call_site.filename
                                                        if self.call_site else "<fn>"), ())
-        self._current = context
+        self.root_context = context
         result = self._call_value(PyObject(self.root_fn), list(args), {}, node, context)
         return result, None
 
@@ -1542,10 +1547,7 @@ class _StepBuilder:
         return carries + outputs, order
 
     def _materialize_at(self, value: Const, node) -> SSAValue:
-        target = self.target_fn
-        context = getattr(self, "_current", None) or FunctionContext(
-            target, function_source(target) if target is not None
-            else FunctionSource(ast.Pass(), ""), ())
+        context = self.root_context
         return self._materialize(value, node if node is not None else context.source.node,
                                  Scope({}, context))
 
