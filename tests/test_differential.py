@@ -764,3 +764,30 @@ def test_two_lambdas_with_the_same_arguments_on_one_line(optimize):
     X, h0 = np.full((3, 2), 2.0), np.full(2, 3.0)
     for step in (add, mul):
         check(step, optimize, sequences=X, outputs_info=h0)
+
+
+def carry_is_a_view_of_a_temporary_step(x_t, h, c):
+    z = np.tanh(c * 1.5)
+    w = np.tanh(z[..., :4] + h)
+    c_new = np.tanh(z + x_t)
+    v = np.tanh(np.concatenate([w, w * 2.0], axis=-1) + 0.5)  # may reuse z's array
+    return v[..., 2:6], c_new
+
+
+@pytest.mark.parametrize("keep", ["all", "last"])
+def test_a_carry_that_is_a_view_of_a_reused_temporary(optimize, keep):
+    # The next step rewrites the temporary before it reads the carry: it must be carried as
+    # a copy, not as a view into the reused array.
+    rng = np.random.default_rng(11)
+    X, h0, c0 = rng.standard_normal((6, 3, 8)), rng.standard_normal((3, 4)), \
+        rng.standard_normal((3, 8))
+    expected = plain_loop(carry_is_a_view_of_a_temporary_step, sequences=X,
+                          outputs_info=[h0, c0])
+    actual = scanopt.scan(carry_is_a_view_of_a_temporary_step, X, [h0, c0], keep=keep,
+                          optimize=optimize)
+    if keep == "last":
+        expected = [e[-1] for e in expected]
+        for a, e in zip(actual, expected):
+            np.testing.assert_allclose(a, e, rtol=1e-12)
+    else:
+        assert_matches(actual, expected)

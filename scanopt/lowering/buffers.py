@@ -51,6 +51,8 @@ class BufferPlan:
     in_history: set[int] = field(default_factory=set)
     # returned values that are views of a workspace buffer: copied before they are returned
     copy_on_return: set[SSAValue] = field(default_factory=set)
+    # carries (yield indices) that are views of a workspace buffer: carried as a copy
+    copy_carries: set[int] = field(default_factory=set)
     # comparisons written straight into their cast's target (``np.less(u, p, out=v)``)
     folded: set[Operation] = field(default_factory=set)
     # carries kept without a history (keep="last"): output index → names of their two buffers
@@ -121,6 +123,14 @@ class _Planner:
             storage = self.storage.get(self._root(value))
             if storage is not None and storage[0] == "buffer":
                 self.plan.copy_on_return.add(value)
+        # A carry that is a view of a workspace buffer would be overwritten by the next step,
+        # which reuses the buffer before it reads the carry: it is carried as a copy.
+        terminator = self.ops[-1] if self.ops else None
+        if isinstance(terminator, scan.YieldOp):
+            for k, value in enumerate(terminator.values):
+                storage = self.storage.get(self._root(value))
+                if k in self.carries and storage is not None and storage[0] == "buffer":
+                    self.plan.copy_carries.add(k)
         self._name_buffers()
 
     def _name_buffers(self) -> None:

@@ -399,6 +399,11 @@ class _FunctionEmitter:
         if carry_names:
             targets = [ast.Name(n, ast.Store()) for n in carry_names]
             values = yielded[: len(carry_names)]
+            for k in self.plan.copy_carries:
+                # The stacked copy if there is one, else a copy: the buffer is reused.
+                values[k] = ast.Subscript(ast.Name(histories[k], ast.Load()), index,
+                                          ast.Load()) if histories[k] is not None else \
+                    ast.Call(ast.Attribute(values[k], "copy", ast.Load()), [], [])
             pairs = [(t, v) for t, v in zip(targets, values)
                      if not (isinstance(v, ast.Name) and v.id == t.id)]
             if len(pairs) == 1:
