@@ -56,7 +56,13 @@ def cache_info() -> dict[str, int]:
 
 
 def clear_cache() -> None:
-    """Forget every compiled loop held in memory."""
+    """Forget every compiled loop held in memory, and the temporaries they keep between calls
+    (their workspaces). The disk cache is kept."""
+    for entries in _STATS.entries.values():
+        for entry in entries:
+            spare = getattr(entry.compiled.run, "__globals__", {}).get("_spare_workspaces")
+            if isinstance(spare, list):
+                spare.clear()
     _STATS.entries.clear()
     _STATS.hits = _STATS.misses = _STATS.disk_hits = 0
 

@@ -194,3 +194,14 @@ def test_a_functools_partial_step():
     step = functools.partial(_leaky, 0.25, gain=2.0)
     assert_matches(scanopt.scan(step, X, np.zeros(4)),
                    plain_loop(step, sequences=X, outputs_info=np.zeros(4)))
+
+
+def test_clear_cache_releases_the_workspaces():
+    scanopt.clear_cache()
+    X, h0, params = data()
+    scanopt.scan(elman, X, h0, params)
+    (entries,) = [e for e in scanopt.api._STATS.entries.values()]
+    spare = entries[0].compiled.run.__globals__["_spare_workspaces"]
+    assert len(spare) == 1  # kept between calls
+    scanopt.clear_cache()
+    assert spare == [] and scanopt.cache_info()["size"] == 0
