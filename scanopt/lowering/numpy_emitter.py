@@ -336,9 +336,9 @@ class _FunctionEmitter:
         carry_hints = [arg.name_hint or f"carry{k}" for k, arg in enumerate(loop.carry_args)]
         for k, (result, value) in enumerate(zip(loop.outs, yield_op.values)):
             hint = carry_hints[k] if k < len(carry_hints) else value.name_hint or f"out{k}"
-            if k < len(carry_hints) and not value.name_hint and value.owner is not None \
-                    and not isinstance(value, BlockArgument):
-                value.name_hint = f"{hint}_next"
+            if k < len(carry_hints) and value.name_hint in (None, hint) and \
+                    not isinstance(value, BlockArgument):
+                value.name_hint = f"{hint}_new"  # not h_1: the step's next value of h
             if k in last_only:
                 histories.append(None)
                 if k >= len(carry_hints):

@@ -99,7 +99,9 @@ def fuse_shared_lhs(loop: scan.LoopOp) -> int:
         fused = copy_loc(scan.MatmulOp(first.lhs, concat.result, fused_type), first)
         lhs_name = (first.lhs.name_hint or "").removesuffix("_t")
         if lhs_name and concat.result.name_hint:
-            fused.result.name_hint = f"{lhs_name}{concat.result.name_hint}"
+            # x_t @ W_all → xW_all_t: per-step names keep their ``_t``.
+            step_suffix = "_t" if (first.lhs.name_hint or "").endswith("_t") else ""
+            fused.result.name_hint = f"{lhs_name}{concat.result.name_hint}{step_suffix}"
         insert_before(fused, first)
         start = 0
         for member, width in zip(members, widths):

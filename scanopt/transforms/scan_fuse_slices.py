@@ -47,7 +47,7 @@ from xdsl.rewriter import Rewriter
 from scanopt.dialects import scan
 from scanopt.transforms.loop_utils import INVARIANT, copy_loc, insert_before, loops_in, rank, stages
 from scanopt.transforms.remarks import remark
-from scanopt.transforms.scan_fuse_matmul import last_axis_slice
+from scanopt.transforms.scan_fuse_matmul import _joined_name, last_axis_slice
 
 
 def _column_slice(value: SSAValue) -> tuple[SSAValue, int, int] | None:
@@ -177,6 +177,7 @@ def _fuse(run: list[_Member], op_class, pos: int, source: SSAValue, kind: tuple,
         t0 = others[0].type
         t = TensorType(t0.get_element_type(), [*t0.get_shape()[:-1], width])
         concat = copy_loc(scan.ConcatOp(others, rank(t0) - 1, t), anchor)
+        concat.result.name_hint = _joined_name(others)
         insert_before(concat, anchor)
         operands.append(concat.result)
     elif kind[0] == "same":

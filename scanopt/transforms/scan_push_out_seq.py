@@ -86,7 +86,7 @@ def push_out_sequences(loop: scan.LoopOp) -> scan.LoopOp:
             continue
         insert_before(new, loop)
         if op.results[0].name_hint is None:
-            op.results[0].name_hint = _step_name(op)
+            op.results[0].name_hint = _step_name(op, whole)
         new.results[0].name_hint = _whole_name(op.results[0].name_hint)
         whole[op.results[0]] = new.results[0]
         pushed.append(op)
@@ -125,11 +125,16 @@ def _whole_name(hint: str | None) -> str | None:
     return f"{hint}_all"
 
 
-def _step_name(op: Operation) -> str | None:
-    """A name for an unnamed per-step value: ``x_t @ W_i`` → ``xW_i_t``."""
+def _step_name(op: Operation, whole: dict) -> str | None:
+    """A name for an unnamed per-step value: ``x_t @ W_i`` → ``xW_i_t``; an elementwise op on
+    one sequence value (``xW_t + b``) keeps that value's name."""
     if isinstance(op, scan.MatmulOp) and op.lhs.name_hint and op.rhs.name_hint:
         lhs = op.lhs.name_hint.removesuffix("_t")
         return f"{lhs}{op.rhs.name_hint.removesuffix('_1')}_t"
+    if isinstance(op, scan.ElementwiseOp):
+        named = [o.name_hint for o in op.operands if o in whole and o.name_hint]
+        if len(named) == 1 and named[0].endswith("_t"):
+            return named[0]
     return None
 
 
