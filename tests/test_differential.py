@@ -791,3 +791,39 @@ def test_a_carry_that_is_a_view_of_a_reused_temporary(optimize, keep):
             np.testing.assert_allclose(a, e, rtol=1e-12)
     else:
         assert_matches(actual, expected)
+
+
+def test_rbm_version_one_and_version_two_compile_to_the_same_loop():
+    # The same loop body, op for op; only the order of the loop's inputs may differ.
+    from scanopt.compiler import passes_for
+    from scanopt.dialects import scan as scan_dialect
+    from scanopt.transforms.testing import build_step
+    from scanopt.transforms import run_pipeline
+    from scanopt.compiler import make_context
+
+    v0, W, bvis, bhid = gibbs_data(18, 3)
+    rng = np.random.default_rng(99)
+
+    def one_step(vsample):
+        hmean = 1 / (1 + np.exp(-(vsample @ W + bhid)))
+        hsample = rng.binomial(1, hmean).astype(np.float32)
+        vmean = 1 / (1 + np.exp(-(hsample @ W.T + bvis)))
+        return rng.binomial(1, vmean).astype(np.float32)
+
+    def body_ops(module):
+        (loop,) = [op for op in module.walk() if isinstance(op, scan_dialect.LoopOp)]
+        return [(op.name, [str(r.type) for r in op.results]) for op in loop.block.ops]
+
+    for passes in ((), passes_for(optimize=True)):
+        one = build_step(one_step, outputs_info=v0, n_steps=10)
+        two = build_step(gibbs_step, outputs_info=v0, n_steps=10,
+                         non_sequences=[W, bvis, bhid, np.random.default_rng(99)])
+        for module in (one, two):
+            run_pipeline(module, make_context(), passes=passes)
+        assert body_ops(one) == body_ops(two)
+
+
+def test_a_numpy_function_as_fn_with_a_non_sequence():
+    rng = np.random.default_rng(21)
+    X, W = rng.standard_normal((5, 3)), rng.standard_normal((3, 3))
+    check(np.dot, True, sequences=X, non_sequences=W)
