@@ -25,7 +25,7 @@ import numpy as np
 
 from scanopt import cache
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
-from scanopt.frontend.signature import AVal, RngVal, signature_of
+from scanopt.signature import AVal, RngVal, signature_of
 
 _BACKENDS = ("numpy",)
 

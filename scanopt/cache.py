@@ -46,7 +46,7 @@ import platformdirs
 from scanopt.compiled import CompiledLoop
 from scanopt.frontend.captures import (CapturePlan, code_fingerprint, describe_path, name_of,
                                        source_digest)
-from scanopt.frontend.signature import AVal, RngVal
+from scanopt.signature import AVal, RngVal
 
 _FORMAT = 1  # of the index entries; part of the key
 _LOCK_TIMEOUT_S = 600.0

@@ -10,17 +10,14 @@ import hashlib
 import importlib.util
 import os
 import sys
-from io import StringIO
 from typing import Any, Callable
 
-from xdsl.context import Context
-from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import Builtin, ModuleOp
-from xdsl.printer import Printer
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import ModuleOp
 
 from scanopt import __version__
 from scanopt.dialects import scan
-from scanopt.dialects.scan import Scan
+from scanopt.dialects.ir import make_context, print_ir
 from scanopt.compiled import CompiledLoop
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
@@ -28,19 +25,6 @@ from scanopt.lowering.numpy_emitter import emit_numpy_module
 from scanopt.transforms import FAST_RANDOM, PIPELINE, remarks, run_pipeline
 
 STAGES = ("scan", "scan-opt", "numpy")
-
-
-def make_context() -> Context:
-    ctx = Context()
-    for dialect in (Builtin, func.Func, arith.Arith, Scan):
-        ctx.load_dialect(dialect)
-    return ctx
-
-
-def print_ir(module: ModuleOp, generic: bool = False) -> str:
-    stream = StringIO()
-    Printer(stream=stream, print_generic_format=generic).print_op(module)
-    return stream.getvalue()
 
 
 def passes_for(*, optimize: bool = True, exact_random: bool = False) -> tuple[str, ...]:

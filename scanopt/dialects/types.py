@@ -21,7 +21,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute
 
 from scanopt.dialects.scan import RngType
-from scanopt.frontend.signature import AVal, RngVal
+from scanopt.signature import AVal, RngVal
 
 _ELEMENT_TYPES: dict[str, Attribute] = {
     "float16": f16,

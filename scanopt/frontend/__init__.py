@@ -1,5 +1,5 @@
 """Reads a step function's Python source into ``scan`` dialect IR.
 
-``signature`` and ``captures`` are plain Python (no xDSL), so the cached-call path can use them;
+``captures`` is plain Python (no xDSL), so the cached-call path can use it;
 ``builder`` holds the AST walker and imports xDSL.
 """

@@ -48,7 +48,7 @@ from scanopt.dialects import scan
 from scanopt.dialects.types import UnsupportedDtype, aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, SourceLocation, UnsupportedSyntax
 from scanopt.frontend.captures import CapturePlan, Path
-from scanopt.frontend.signature import AVal, RngVal, aval_of_result, is_python_scalar, signature_of
+from scanopt.signature import AVal, RngVal, aval_of_result, is_python_scalar, signature_of
 from scanopt.frontend.source import FunctionSource, function_source
 
 # ---------------------------------------------------------------------------------------------

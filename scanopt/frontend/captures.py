@@ -31,7 +31,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanopt.frontend.signature import AVal, RngVal, signature_of
+from scanopt.signature import AVal, RngVal, signature_of
 
 Path = tuple[tuple[str, Any], ...]
 

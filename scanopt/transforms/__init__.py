@@ -64,6 +64,6 @@ def run_pipeline(module, ctx, passes=PIPELINE,
         registry[name]()().apply(ctx, module)
         module.verify()
         if callback is not None:
-            from scanopt.compiler import print_ir
+            from scanopt.dialects.ir import print_ir
 
             callback(name, print_ir(module))
