@@ -26,7 +26,7 @@ import scanopt
 from scanopt import cache
 from scanopt.compiled import CompiledLoop
 from scanopt.frontend.captures import CapturePlan
-from scanopt.frontend.signature import AVal, RngVal
+from scanopt.signature import AVal, RngVal
 from conftest import assert_matches, plain_loop
 
 REPO = Path(scanopt.__file__).resolve().parent.parent
