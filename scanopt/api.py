@@ -25,14 +25,9 @@ import numpy as np
 
 from scanopt import cache
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
-from scanopt.signature import AVal, RngVal, signature_of
+from scanopt.signature import RngVal, signature_of
 
 _BACKENDS = ("numpy",)
-
-
-@dataclass
-class _CacheEntry:
-    compiled: Any  # scanopt.compiler.CompiledLoop
 
 
 @dataclass
@@ -40,6 +35,8 @@ class _Stats:
     hits: int = 0
     misses: int = 0
     disk_hits: int = 0
+    # (code, argument types, options) → the CompiledLoops compiled for them, one per set of
+    # captured values' types (their plans tell them apart)
     entries: dict = field(default_factory=dict)
 
 
@@ -60,7 +57,7 @@ def clear_cache() -> None:
     (their workspaces). The disk cache is kept."""
     for entries in _STATS.entries.values():
         for entry in entries:
-            spare = getattr(entry.compiled.run, "__globals__", {}).get("_spare_workspaces")
+            spare = getattr(entry.run, "__globals__", {}).get("_spare_workspaces")
             if isinstance(spare, list):
                 spare.clear()
     _STATS.entries.clear()
@@ -233,19 +230,19 @@ def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str
     except TypeError:  # an unhashable callable
         raise ScanValueError(f"cannot compile {fn!r}") from None
     for entry in entries:
-        captured = entry.compiled.plan.fetch(fn)
+        captured = entry.plan.fetch(fn)
         if captured is not None:
             _STATS.hits += 1
             cache.log_memory_hit(fn)
-            return entry.compiled, captured
+            return entry, captured
     _STATS.misses += 1
     options = {"backend": backend, "exact_random": bool(exact_random),
                "optimize": bool(optimize)}
     compiled, from_disk = cache.compiled_for(
         fn, call.key, options,
-        lambda: _compile(fn, call, key, exact_random=exact_random, optimize=optimize))
+        lambda: _compile(fn, call, exact_random=exact_random, optimize=optimize))
     _STATS.disk_hits += from_disk
-    entries.append(_CacheEntry(compiled))
+    entries.append(compiled)
     captured = compiled.plan.fetch(fn)
     assert captured is not None
     return compiled, captured
@@ -268,7 +265,7 @@ def _spec(call_key, outputs: list | None = None):
                     outputs_given=outputs_given, keep=keep)
 
 
-def _compile(fn, call: _Call, key, *, exact_random: bool, optimize: bool):
+def _compile(fn, call: _Call, *, exact_random: bool, optimize: bool):
     from scanopt.compiler import compile_loop
 
     return compile_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
@@ -368,4 +365,4 @@ def step(fn=None, **options):
 
 
 # re-exported for type checkers
-__all__ = ["scan", "step", "StepFunction", "cache_info", "clear_cache", "AVal"]
+__all__ = ["StepFunction", "cache_info", "clear_cache", "explain", "scan", "step"]

@@ -201,7 +201,7 @@ def test_clear_cache_releases_the_workspaces():
     X, h0, params = data()
     scanopt.scan(elman, X, h0, params)
     (entries,) = [e for e in scanopt.api._STATS.entries.values()]
-    spare = entries[0].compiled.run.__globals__["_spare_workspaces"]
+    spare = entries[0].run.__globals__["_spare_workspaces"]
     assert len(spare) == 1  # kept between calls
     scanopt.clear_cache()
     assert spare == [] and scanopt.cache_info()["size"] == 0
