@@ -24,8 +24,6 @@ from scanopt.frontend.builder import StepSpec, build_loop
 from scanopt.lowering.numpy_emitter import emit_numpy_module
 from scanopt.transforms import FAST_RANDOM, PIPELINE, remarks, run_pipeline
 
-STAGES = ("scan", "scan-opt", "numpy")
-
 
 def passes_for(*, optimize: bool = True, exact_random: bool = False) -> tuple[str, ...]:
     """The pass pipeline for these options."""

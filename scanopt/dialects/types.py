@@ -6,9 +6,6 @@ import numpy as np
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ComplexType,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     IntegerType,
     Signedness,
     TensorType,
@@ -75,7 +72,3 @@ def aval_of(t: Attribute) -> AVal | RngVal:
             return AVal(np.dtype({"f": np.float64, "i": np.int64, "b": bool,
                                   "c": np.complex128}[kind]), (), weak=True)
     raise TypeError(f"no abstract value for IR type {t}")
-
-
-def is_weak_type(t: Attribute) -> bool:
-    return isinstance(t, (Float16Type, Float32Type, Float64Type, IntegerType, ComplexType))

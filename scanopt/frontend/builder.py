@@ -219,7 +219,6 @@ class BuiltLoop:
     module: ModuleOp
     plan: CapturePlan
     n_outputs: int
-    output_names: list[str] = field(default_factory=list)
     remarks: list = field(default_factory=list)  # what the passes did (filled by the compiler)
 
 

@@ -58,11 +58,10 @@ def save_memory(loop: scan.LoopOp) -> scan.LoopOp:
                              else TensorType(value_type, []))
         else:
             out_types.append(result.type)
-    old_results = list(loop.outs)
     indices = sorted(already | set(lasts))
     new = rebuild_loop(loop, out_types=out_types,
                        properties={"keep_last": DenseArrayBase.from_list(i64, indices)})
-    for k, (old, res) in enumerate(zip(old_results, new.outs)):
+    for k, res in enumerate(new.outs):
         if k in lasts:
             last = lasts[k]
             res.name_hint = last.result.name_hint
