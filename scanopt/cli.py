@@ -457,13 +457,15 @@ def build_header(fn: Callable, command: str = "") -> str:
 
 
 def _run_passes(args) -> int:
-    from scanopt.transforms import FAST_RANDOM, PIPELINE, get_all_passes
+    from scanopt.transforms import EXACT_PIPELINE, FAST_RANDOM, PIPELINE, get_all_passes
 
     registry = get_all_passes()
     width = max(map(len, registry))
     lines = [f"{name:<{width}}  {pass_summary(name, get)}" for name, get in registry.items()]
     lines += ["", "default pipeline (scanopt.scan):", "  " + ",".join(PIPELINE),
-              "then, unless exact_random=True:", "  " + ",".join(FAST_RANDOM)]
+              "then, unless exact_random=True:", "  " + ",".join(FAST_RANDOM),
+              "", "with exact_random=True (bit-for-bit the plain loop's numbers):",
+              "  " + ",".join(EXACT_PIPELINE)]
     print("\n".join(lines))
     return 0
 

@@ -22,14 +22,14 @@ from scanopt.compiled import CompiledLoop
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
 from scanopt.lowering.numpy_emitter import emit_numpy_module
-from scanopt.transforms import FAST_RANDOM, PIPELINE, remarks, run_pipeline
+from scanopt.transforms import EXACT_PIPELINE, FAST_RANDOM, PIPELINE, remarks, run_pipeline
 
 
 def passes_for(*, optimize: bool = True, exact_random: bool = False) -> tuple[str, ...]:
     """The pass pipeline for these options."""
     if not optimize:
         return ()
-    return PIPELINE if exact_random else PIPELINE + FAST_RANDOM
+    return EXACT_PIPELINE if exact_random else PIPELINE + FAST_RANDOM
 
 
 def build_ir(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,

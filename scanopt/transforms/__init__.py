@@ -14,6 +14,12 @@ PIPELINE = ("canonicalize", "cse", "scan-licm", "scan-fuse-matmul", "cse", "scan
 # Random draws made differently from the plain loop: only without exact_random. Runs last, so
 # nothing moves work on pre-drawn numbers out of the chunked loop.
 FAST_RANDOM = ("scan-fast-random", "cse", "dce")
+# With exact_random=True results must be bit-for-bit the plain loop's: only rewrites that compute
+# every number exactly as the step does (no regrouped sums, no batched or merged GEMMs, whose
+# BLAS blocking may round differently; no contiguous copies that change the GEMM's kernel).
+EXACT_PIPELINE = ("canonicalize", "cse", "scan-licm{exact}", "scan-fuse-slices",
+                  "scan-push-out-seq{exact}", "scan-sink-outputs{exact}", "scan-save-mem", "cse",
+                  "dce")
 
 def get_all_passes() -> dict[str, Callable[[], type]]:
     """Pass name → a function returning the pass class."""
@@ -61,9 +67,21 @@ def run_pipeline(module, ctx, passes=PIPELINE,
     """Apply ``passes`` in order; ``callback(pass_name, ir_text)`` after each one."""
     registry = get_all_passes()
     for name in passes:
-        registry[name]()().apply(ctx, module)
+        base, options = parse_pass(name)
+        registry[base]()(**options).apply(ctx, module)
         module.verify()
         if callback is not None:
             from scanopt.dialects.ir import print_ir
 
             callback(name, print_ir(module))
+
+
+def parse_pass(spec: str) -> tuple[str, dict[str, object]]:
+    """``"scan-licm{exact}"`` → ``("scan-licm", {"exact": True})``; ``key=value`` options too."""
+    name, _, rest = spec.partition("{")
+    options: dict[str, object] = {}
+    for item in rest.rstrip("}").split():
+        key, _, value = item.partition("=")
+        options[key.replace("-", "_")] = True if not value else \
+            {"true": True, "false": False}.get(value.lower(), value)
+    return name, options

@@ -116,8 +116,20 @@ def copy_loc(target: Operation, source: Operation) -> Operation:
     return target
 
 
-def batched_clone(op: Operation, operands: Sequence[SSAValue],
-                  batched: Sequence[bool]) -> Operation | None:
+def rounds_the_same_batched(op: Operation) -> bool:
+    """Whether ``op`` over all steps at once gives bit-for-bit the numbers it gives per step.
+
+    Elementwise ops, indexing and reshaping do; a GEMM over more rows may be blocked (and so
+    rounded) differently by BLAS, and NumPy's pairwise sums depend on the array's layout."""
+    if isinstance(op, scan.MatmulOp):
+        return False
+    if isinstance(op, scan.ReduceOp):
+        return op.kind.data in ("max", "min")
+    return True
+
+
+def batched_clone(op: Operation, operands: Sequence[SSAValue], batched: Sequence[bool],
+                  exact: bool = False) -> Operation | None:
     """``op`` applied to every step at once, or None if that is not expressible.
 
     ``operands`` are the values to use outside the loop; ``batched[k]`` says whether operand k
@@ -130,6 +142,8 @@ def batched_clone(op: Operation, operands: Sequence[SSAValue],
     from xdsl.dialects.builtin import ArrayAttr
 
     if not any(batched) or not is_pure(op) or isinstance(op, arith.ConstantOp):
+        return None
+    if exact and not rounds_the_same_batched(op):
         return None
     result_type = op.results[0].type
     out_rank = rank(result_type)

@@ -47,7 +47,7 @@ from scanopt.transforms.loop_utils import erase_ops, insert_before, is_pure, loo
 from scanopt.transforms.remarks import describe_op, remark
 
 
-def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
+def hoist_invariants(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     outer: dict[SSAValue, SSAValue] = dict(zip(loop.param_args, loop.non_seqs))
     constants: dict[SSAValue, Operation] = {}
     hoisted: list[Operation] = []
@@ -66,8 +66,8 @@ def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
                 outer[o] = copy.results[0]
         clone = op.clone(value_mapper=dict(outer))
         if isinstance(clone, scan.TransposeOp):
-            # Copied once, so that every step's matmul reads it in memory order.
-            clone.attributes["contiguous"] = UnitAttr()
+            if not exact:  # copied once, so that every step's matmul reads it in memory order
+                clone.attributes["contiguous"] = UnitAttr()
             source = clone.operands[0].name_hint
             if op.results[0].name_hint is None and source:
                 op.results[0].name_hint = f"{source}_T"
@@ -97,7 +97,10 @@ def hoist_invariants(loop: scan.LoopOp) -> scan.LoopOp:
 @dataclass(frozen=True)
 class ScanLICMPass(ModulePass):
     name = "scan-licm"
+    # Keep transposes as views, as the step has them: a copy may change the GEMM kernel and so
+    # the rounding (exact_random=True promises the plain loop's numbers bit for bit).
+    exact: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for loop in loops_in(op):
-            hoist_invariants(loop)
+            hoist_invariants(loop, self.exact)

@@ -59,7 +59,7 @@ from scanopt.transforms.loop_utils import (
 from scanopt.transforms.remarks import describe_type, expression_text, remark
 
 
-def push_out_sequences(loop: scan.LoopOp) -> scan.LoopOp:
+def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     whole: dict[SSAValue, SSAValue] = dict(zip(loop.seq_args, loop.sequences))
     outer: dict[SSAValue, SSAValue] = dict(zip(loop.param_args, loop.non_seqs))
     constants: dict[SSAValue, Operation] = {}
@@ -81,7 +81,7 @@ def push_out_sequences(loop: scan.LoopOp) -> scan.LoopOp:
                 insert_before(copy, loop)
                 outer[o] = copy.results[0]
         operands = [whole[o] if b else outer[o] for o, b in zip(op.operands, batched)]
-        new = batched_clone(op, operands, batched)
+        new = batched_clone(op, operands, batched, exact)
         if new is None:
             continue
         insert_before(new, loop)
@@ -141,7 +141,9 @@ def _step_name(op: Operation, whole: dict) -> str | None:
 @dataclass(frozen=True)
 class ScanPushOutSeqPass(ModulePass):
     name = "scan-push-out-seq"
+    # Only what computes bit-for-bit the same numbers (no batched GEMMs or sums): exact_random.
+    exact: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for loop in loops_in(op):
-            push_out_sequences(loop)
+            push_out_sequences(loop, self.exact)

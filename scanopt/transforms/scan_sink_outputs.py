@@ -70,7 +70,7 @@ def _subtree(value: SSAValue, loop: scan.LoopOp, histories: dict, params: dict,
     return True
 
 
-def sink_outputs(loop: scan.LoopOp) -> scan.LoopOp:
+def sink_outputs(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     yield_op = loop.block.last_op
     assert isinstance(yield_op, scan.YieldOp)
     # Outputs kept with keep="last" (already O(1), or still a scan.last of the history) stay:
@@ -123,7 +123,7 @@ def sink_outputs(loop: scan.LoopOp) -> scan.LoopOp:
                     created.append(copy)
                     operands.append(copy.results[0])
                     flags.append(False)
-            new = batched_clone(op, operands, flags) if any(flags) else None
+            new = batched_clone(op, operands, flags, exact) if any(flags) else None
             if new is None:
                 break
             Rewriter.insert_op(new, InsertPoint.after(anchor))
@@ -153,7 +153,9 @@ def sink_outputs(loop: scan.LoopOp) -> scan.LoopOp:
 @dataclass(frozen=True)
 class ScanSinkOutputsPass(ModulePass):
     name = "scan-sink-outputs"
+    # Only what computes bit-for-bit the same numbers (no batched GEMMs or sums): exact_random.
+    exact: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for loop in loops_in(op):
-            sink_outputs(loop)
+            sink_outputs(loop, self.exact)
