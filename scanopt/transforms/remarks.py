@@ -31,23 +31,44 @@ _REMARKS: contextvars.ContextVar[list[Remark] | None] = contextvars.ContextVar(
     "scanopt_remarks", default=None)
 
 
+_SPELLINGS: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "scanopt_spellings", default=None)
+
+
 def collecting() -> list[Remark]:
     """Start collecting remarks in this context; returns the list they go to."""
     remarks: list[Remark] = []
     _REMARKS.set(remarks)
+    _SPELLINGS.set({})
     return remarks
+
+
+def spell_as(op: Operation, text: str, origins: Iterable[Operation] = ()) -> None:
+    """Make later remarks call ``op`` by ``text``, at the lines of ``origins`` (a fused matmul by
+    the user's matmuls)."""
+    spellings = _SPELLINGS.get()
+    if spellings is not None:
+        spellings[op] = (text, _lines(origins))
+
+
+def _lines(ops: Iterable[Operation]) -> list[tuple[str, int]]:
+    spellings = _SPELLINGS.get() or {}
+    lines = []
+    for op in ops:
+        if op in spellings:
+            lines.extend(spellings[op][1])
+            continue
+        loc = op.attributes.get("loc")
+        if isinstance(loc, FileLineColLoc):
+            lines.append((loc.filename.data, loc.line.data))
+    return lines
 
 
 def remark(pass_name: str, message: str, ops: Iterable[Operation] = ()) -> None:
     remarks = _REMARKS.get()
     if remarks is None:
         return
-    lines = []
-    for op in ops:
-        loc = op.attributes.get("loc")
-        if isinstance(loc, FileLineColLoc):
-            lines.append((loc.filename.data, loc.line.data))
-    remarks.append(Remark(pass_name, message, tuple(dict.fromkeys(lines))))
+    remarks.append(Remark(pass_name, message, tuple(dict.fromkeys(_lines(ops)))))
 
 
 def source_text(op: Operation) -> str:
@@ -74,6 +95,9 @@ def expression_text(op: Operation) -> str:
     import ast
     import linecache
 
+    spelled = (_SPELLINGS.get() or {}).get(op)
+    if spelled is not None:
+        return spelled[0]
     loc = op.attributes.get("loc")
     if not isinstance(loc, FileLineColLoc):
         return op.name

@@ -55,7 +55,13 @@ from scanopt.transforms.loop_utils import (
     rank,
     stages,
 )
-from scanopt.transforms.remarks import describe_type, expression_text, remark, source_text
+from scanopt.transforms.remarks import (
+    describe_type,
+    expression_text,
+    remark,
+    source_text,
+    spell_as,
+)
 
 
 def last_axis_slice(value: SSAValue, start: int, stop: int, anchor: Operation,
@@ -113,8 +119,10 @@ def fuse_shared_lhs(loop: scan.LoopOp) -> int:
             Rewriter.erase_op(member)
         removed += len(members) - 1
         lhs_shape = describe_type(first.lhs.type)
+        spelled = ", ".join(expression_text(m) for m in members)
+        spell_as(fused, spelled, members)
         remark("scan-fuse-matmul",
-               ", ".join(expression_text(m) for m in members)
+               spelled
                + f" → one {lhs_shape} @ {describe_type(concat_type)} matmul on the "
                f"concatenated weights", members)
     return removed
