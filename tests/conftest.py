@@ -6,7 +6,9 @@ the differential tests compare ``scanopt.scan(...)`` against it with the same ar
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -191,3 +193,38 @@ def _private_cache_dir(tmp_path_factory):
         os.environ.pop("SCANOPT_CACHE_DIR", None)
     else:
         os.environ["SCANOPT_CACHE_DIR"] = previous
+
+
+# Shared by the property-based tests: hypothesis settings, and generated step functions written
+# to real files (scanopt reads source with inspect) and imported for one test case.
+try:
+    from hypothesis import HealthCheck
+
+    HYPOTHESIS_SETTINGS = dict(deadline=None, database=None,
+                               suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                      HealthCheck.too_slow,
+                                                      HealthCheck.data_too_large])
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    HYPOTHESIS_SETTINGS = {}
+
+_generated = itertools.count()
+
+
+@contextlib.contextmanager
+def generated_module(source, directory, prefix="_hyp_step"):
+    """Write ``source`` to a .py file in ``directory``, import it, and forget it afterwards."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    name = f"{prefix}_{hashlib.sha1(source.encode()).hexdigest()[:12]}_{next(_generated)}"
+    path = directory / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)

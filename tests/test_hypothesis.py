@@ -7,19 +7,15 @@ division only by ``1 + b*b``) so float32 comparisons stay within tolerance, and 
 only tests input data (never a computed value), so reordering cannot flip a branch.
 """
 
-import hashlib
-import importlib.util
-import itertools
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import scanopt
-from conftest import assert_matches, plain_loop
+from conftest import HYPOTHESIS_SETTINGS, assert_matches, generated_module, plain_loop
 
 # Shape tags of generated expressions (B = batch rows, D = features):
 #   "full" (B, D)   "col" (B, 1)   "row" (1, D)   "vec" (D,)
@@ -118,23 +114,9 @@ def programs(draw, max_depth=3):
     )
 
 
-_counter = itertools.count()
-
-
 @pytest.fixture(scope="module")
 def gen_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("hypothesis_steps")
-
-
-def load_step(source, directory):
-    name = f"_hyp_step_{hashlib.sha1(source.encode()).hexdigest()[:12]}_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return name, module.step
 
 
 def run_case(case, optimize, directory):
@@ -148,18 +130,13 @@ def run_case(case, optimize, directory):
     outputs_info = [h0, None] if case["with_output"] else h0
     kw = dict(sequences=X, outputs_info=outputs_info, non_sequences=[M, v],
               go_backwards=case["go_backwards"])
-    name, step = load_step(case["source"], directory)
-    try:
-        expected = plain_loop(step, **kw)
-        actual = scanopt.scan(step, optimize=optimize, **kw)
+    with generated_module(case["source"], directory) as module:
+        expected = plain_loop(module.step, **kw)
+        actual = scanopt.scan(module.step, optimize=optimize, **kw)
         assert_matches(actual, expected)
-    finally:
-        sys.modules.pop(name, None)
 
 
-_SETTINGS = dict(deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow, HealthCheck.data_too_large])
+_SETTINGS = HYPOTHESIS_SETTINGS
 
 
 @settings(max_examples=30, **_SETTINGS)

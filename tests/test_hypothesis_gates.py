@@ -6,19 +6,15 @@ per-step output ``h_new @ W_out`` (scan-sink-outputs) and ``keep="last"`` (scan-
 compiled loop must equal the plain loop, with passes on and off.
 """
 
-import hashlib
-import importlib.util
-import itertools
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import scanopt
-from conftest import assert_matches, plain_loop
+from conftest import HYPOTHESIS_SETTINGS, assert_matches, generated_module, plain_loop
 
 ACTIVATIONS = {
     "sigmoid": "1 / (1 + np.exp(-({})))",
@@ -69,9 +65,6 @@ def gated_programs(draw):
     )
 
 
-_counter = itertools.count()
-
-
 def run_case(case, optimize, directory):
     note(case["source"])
     dt, T, B, D, H, k = (case[n] for n in ("dtype", "T", "B", "D", "H", "k"))
@@ -89,16 +82,9 @@ def run_case(case, optimize, directory):
     n_out = len(outputs_info)
     keep = {"all": "all", "last": "last",
             "mixed": ["last"] + ["all"] * (n_out - 1)}[case["keep"]]
-    name = f"_hyp_gates_{hashlib.sha1(case['source'].encode()).hexdigest()[:12]}_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(case["source"])
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
     kw = dict(sequences=X, outputs_info=outputs_info, non_sequences=params,
               go_backwards=case["go_backwards"])
-    try:
+    with generated_module(case["source"], directory, "_hyp_gates") as module:
         expected = plain_loop(module.step, **kw)
         expected_list = expected if isinstance(expected, list) else [expected]
         keeps = [keep] * n_out if isinstance(keep, str) else keep
@@ -113,13 +99,9 @@ def run_case(case, optimize, directory):
                 assert a.dtype == e.dtype and a.shape == e.shape
         else:
             assert_matches(actual, expected)
-    finally:
-        sys.modules.pop(name, None)
 
 
-_SETTINGS = dict(deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow, HealthCheck.data_too_large])
+_SETTINGS = HYPOTHESIS_SETTINGS
 
 
 @pytest.fixture(scope="module")

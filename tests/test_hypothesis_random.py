@@ -2,20 +2,15 @@
 makes the same generator calls in the same order as the plain loop — results bit-for-bit equal
 and the generators end in the same state — whatever the passes move around the draws."""
 
-import copy
-import hashlib
-import importlib.util
-import itertools
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import scanopt
-from conftest import plain_loop
+from conftest import HYPOTHESIS_SETTINGS, generated_module, plain_loop
 
 DRAWS = [
     "rng.random(size=({B}, {D}))",
@@ -52,9 +47,6 @@ def random_programs(draw):
                 seed=draw(st.integers(0, 2**32 - 1)))
 
 
-_counter = itertools.count()
-
-
 @pytest.fixture(scope="module")
 def gen_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("hypothesis_random")
@@ -66,15 +58,8 @@ def run_case(case, directory):
     data = np.random.default_rng(case["seed"])
     X, h0 = data.standard_normal((T, B, D)), data.standard_normal((B, D))
     W = data.standard_normal((D, D)) * 0.5
-    name = f"_hyp_rng_{hashlib.sha1(case['source'].encode()).hexdigest()[:12]}_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(case["source"])
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
     outputs_info = [h0] + [None] * (case["outputs"] - 1)
-    try:
+    with generated_module(case["source"], directory, "_hyp_rng") as module:
         rng_loop, rng_scan = np.random.default_rng(7), np.random.default_rng(7)
         expected = plain_loop(module.step, sequences=X, outputs_info=outputs_info,
                               non_sequences=[W, rng_loop], go_backwards=case["go_backwards"])
@@ -90,13 +75,9 @@ def run_case(case, directory):
         for a, e in zip(actual, expected):
             np.testing.assert_array_equal(a, e)
         assert rng_scan.bit_generator.state == rng_loop.bit_generator.state
-    finally:
-        sys.modules.pop(name, None)
 
 
-_SETTINGS = dict(deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow, HealthCheck.data_too_large])
+_SETTINGS = HYPOTHESIS_SETTINGS
 
 
 @settings(max_examples=25, **_SETTINGS)
