@@ -185,6 +185,13 @@ _PY_BINOPS: dict[type, Callable] = {ast.Add: operator.add, ast.Sub: operator.sub
                                     ast.BitOr: operator.or_, ast.BitXor: operator.xor,
                                     ast.LShift: operator.lshift, ast.RShift: operator.rshift,
                                     ast.MatMult: operator.matmul}
+# Python's own operators, for elementwise ops on Python scalars only (weak in, weak out).
+_PY_OPERATORS: dict[str, Callable] = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
+    "true_divide": operator.truediv, "floor_divide": operator.floordiv, "remainder": operator.mod,
+    "power": operator.pow, "negative": operator.neg, "absolute": abs, "equal": operator.eq,
+    "not_equal": operator.ne, "less": operator.lt, "less_equal": operator.le,
+    "greater": operator.gt, "greater_equal": operator.ge}
 _COMPARES: dict[type, str] = {ast.Eq: "equal", ast.NotEq: "not_equal", ast.Lt: "less",
                               ast.LtE: "less_equal", ast.Gt: "greater", ast.GtE: "greater_equal"}
 _PY_COMPARES: dict[type, Callable] = {ast.Eq: operator.eq, ast.NotEq: operator.ne,
@@ -660,7 +667,8 @@ class _StepBuilder:
                 if type(ops[0]) not in _COMPARES:
                     raise UnsupportedSyntax(f"`{type(ops[0]).__name__}` on arrays is not "
                                             "supported", loc)
-                return self._elementwise(_COMPARES[type(ops[0])], [lhs, rhs], node, scope)
+                return self._elementwise(_COMPARES[type(ops[0])], [lhs, rhs], node, scope,
+                                         python_syntax=True)
             case ast.BoolOp(op=op, values=values):
                 evaluated = [self._expr(v, scope) for v in values]
                 if all(isinstance(v, Const) for v in evaluated):
@@ -833,7 +841,8 @@ class _StepBuilder:
         if type(op) not in _BINOPS:
             raise UnsupportedSyntax(f"the operator `{type(op).__name__}` is not supported",
                                     scope.context.source.loc(node))
-        return self._elementwise(_BINOPS[type(op)], [lhs, rhs], node, scope)
+        return self._elementwise(_BINOPS[type(op)], [lhs, rhs], node, scope,
+                                 python_syntax=True)
 
     def _unaryop(self, op: ast.unaryop, value: Value, node: ast.AST, scope: Scope) -> Value:
         if isinstance(value, Const):
@@ -843,7 +852,7 @@ class _StepBuilder:
         if isinstance(op, ast.UAdd):
             return value
         if isinstance(op, ast.USub):
-            return self._elementwise("negative", [value], node, scope)
+            return self._elementwise("negative", [value], node, scope, python_syntax=True)
         if isinstance(op, ast.Invert) and isinstance(value, SSAValue) and \
                 aval_of(value.type).dtype == np.bool_:
             return self._elementwise("logical_not", [value], node, scope)
@@ -1074,7 +1083,7 @@ class _StepBuilder:
     def _builtin_call(self, fn, args, node, scope: Scope) -> Value:
         loc = scope.context.source.loc(node)
         if fn is abs and len(args) == 1 and not isinstance(args[0], Const):
-            return self._elementwise("absolute", args, node, scope)
+            return self._elementwise("absolute", args, node, scope, python_syntax=True)
         if fn is len and len(args) == 1:
             value = args[0]
             if isinstance(value, TupleVal):
@@ -1104,9 +1113,16 @@ class _StepBuilder:
                 return Const(dtype_class(value.value))
             value = self._materialize(value, node, scope)
         if dtype_class in (float, int, bool):
+            aval = aval_of(value.type)
+            if isinstance(aval, AVal) and aval.shape == () and aval.dtype.kind in "biuf":
+                # A Python scalar again (weak in NumPy's promotion), as in the plain loop.
+                weak = AVal(np.dtype({float: np.float64, int: np.int64, bool: np.bool_}[
+                    dtype_class]), (), weak=True)
+                return self._emit(scan.CastOp(value, ir_type(weak)), node, scope)
             raise UnsupportedSyntax(
-                f"{dtype_class.__name__}() of an array value is not supported", loc,
-                hint="Keep the value as an array, or use .astype(...).")
+                f"{dtype_class.__name__}() of {_describe(value)} is not supported", loc,
+                hint=f"{dtype_class.__name__}() takes a scalar (a 0-d value); keep an array as "
+                     "an array, or use .astype(...).")
         return self._cast(value, np.dtype(dtype_class), node, scope)
 
     def _numpy_call(self, name: str, args, kwargs, node, scope: Scope) -> Value:
@@ -1214,7 +1230,11 @@ class _StepBuilder:
 
     # -- op builders --------------------------------------------------------------------------
 
-    def _elementwise(self, numpy_name: str, values: list[Value], node, scope: Scope) -> Value:
+    def _elementwise(self, numpy_name: str, values: list[Value], node, scope: Scope, *,
+                     python_syntax: bool = False) -> Value:
+        """An elementwise op. ``python_syntax``: written as a Python operator (``a - b``, ``-a``,
+        ``abs(a)``, ``a < b``) rather than as a NumPy function call: on Python scalars alone
+        that is Python arithmetic, whose result is again a (weak) Python scalar."""
         if all(isinstance(v, Const) for v in values):
             try:
                 result = getattr(np, numpy_name)(*(v.value for v in values))
@@ -1224,8 +1244,17 @@ class _StepBuilder:
                 return self._materialize_numpy(result, node, scope)
             return Const(result)
         operands = [self._materialize(v, node, scope) for v in values]
-        ufunc = getattr(np, numpy_name)
-        result_type = self._infer_values(ufunc, operands, node, scope, _ufunc_label(numpy_name))
+        if python_syntax and all(_is_weak(o) for o in operands):
+            # ``1.0 - k`` with ``k`` a Python float: the plain loop computes a Python float,
+            # which stays weak in NumPy's promotion (NEP 50); np.subtract would make it strong.
+            python_op = _PY_OPERATORS[numpy_name]
+            result_type = self._infer(
+                lambda: python_op(*(self._dummy(o) for o in operands)), node, scope,
+                _ufunc_label(numpy_name))
+        else:
+            ufunc = getattr(np, numpy_name)
+            result_type = self._infer_values(ufunc, operands, node, scope,
+                                             _ufunc_label(numpy_name))
         if len(operands) == 1:
             op = scan.UNARY_OPS[numpy_name](operands[0], result_type)
         else:
@@ -1519,6 +1548,10 @@ class _StepBuilder:
                 continue
             arg = next(carry_args)
             got = aval_of(value.type)
+            if got.weak and init.shape == () and got.dtype == init.dtype:
+                # A Python scalar for a 0-d carry of its own dtype (a float for float64): the
+                # plain loop stacks it as that dtype, so it is carried as one.
+                value = self._emit_at(scan.CastOp(value, arg.type), node)
             if value.type != arg.type:
                 what = "dtype" if got.shape == init.shape else \
                     "shape" if not got.weak and got.dtype == init.dtype else "type"
@@ -1544,6 +1577,12 @@ class _StepBuilder:
             order.append(n_carry if carry else len(carries) + n_out)
             n_carry, n_out = n_carry + carry, n_out + (not carry)
         return carries + outputs, order
+
+    def _emit_at(self, op: Operation, node) -> SSAValue:
+        """Emit ``op`` located at ``node`` of the step function (its return statement)."""
+        context = self.root_context
+        return self._emit(op, node if node is not None else context.source.node,
+                          Scope({}, context))
 
     def _materialize_at(self, value: Const, node) -> SSAValue:
         context = self.root_context
@@ -1639,6 +1678,12 @@ def _tuple_items(value: Value) -> tuple:
     if isinstance(value, Const) and isinstance(value.value, (tuple, list)):
         return tuple(Const(v) for v in value.value)
     raise TypeError(value)
+
+
+def _is_weak(value: SSAValue) -> bool:
+    """A Python scalar (``float``, ``int``, ``bool``): NumPy's weak promotion applies to it."""
+    aval = aval_of(value.type)
+    return isinstance(aval, AVal) and aval.weak
 
 
 def _can_name(value: SSAValue) -> bool:

@@ -31,7 +31,8 @@ _PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
 _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
-_RESERVED = {"np", "range", "t", "float", "min", "len"}
+# Names the generated code uses itself (builtins it calls, the step index): never a variable's.
+_RESERVED = {"np", "range", "t", "float", "int", "bool", "abs", "min", "len"}
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 
 
@@ -500,6 +501,8 @@ class _FunctionEmitter:
         if isinstance(op, scan.UnaryOp):
             if op.NUMPY_NAME == "negative":
                 return ast.UnaryOp(ast.USub(), operands[0])
+            if op.NUMPY_NAME == "absolute" and not isinstance(op.result.type, TensorType):
+                return _call("abs", operands)  # abs() of a Python scalar: a Python scalar
             return _np_call(_NP_NAMES.get(op.NUMPY_NAME, op.NUMPY_NAME), operands)
         if isinstance(op, scan.MatmulOp):
             lhs_shape = aval_of(op.lhs.type).shape
@@ -517,6 +520,10 @@ class _FunctionEmitter:
             return _np_call("clip", operands)
         if isinstance(op, scan.CastOp):
             dtype = _dtype_expr(aval_of(op.result.type).dtype)
+            if not isinstance(op.result.type, TensorType):
+                # float(x), int(x), bool(x): a Python scalar
+                kind = aval_of(op.result.type).dtype.kind
+                return _call({"f": "float", "i": "int", "b": "bool"}[kind], operands)
             if isinstance(op.operand.type, TensorType):
                 return ast.Call(ast.Attribute(operands[0], "astype", ast.Load()), [dtype], [])
             return ast.Call(dtype, [operands[0]], [])
