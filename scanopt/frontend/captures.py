@@ -18,7 +18,6 @@ objects once they have matched, so later calls check as fast as a freshly compil
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import importlib
 import inspect

@@ -1,0 +1,250 @@
+"""The NumPy vocabulary of a step function: ``np.*`` functions, array methods, dtypes and
+the few builtins that act on values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import SSAValue
+
+from scanopt.dialects import scan
+from scanopt.dialects.types import aval_of, ir_type
+from scanopt.errors import ScanValueError, SourceLocation, UnsupportedSyntax
+from scanopt.frontend.ops import normalize_axis
+from scanopt.frontend.values import BoundMethod, Const, PyObject, Scope, TupleVal, Value, describe
+from scanopt.signature import AVal
+
+_REDUCTIONS = {"sum": "sum", "mean": "mean", "max": "max", "amax": "max", "min": "min",
+               "amin": "min"}
+
+
+_UNARY_ALIASES = {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos",
+                  "sqrt": "sqrt", "abs": "absolute", "absolute": "absolute",
+                  "negative": "negative", "logical_not": "logical_not"}
+
+
+_BINARY_ALIASES = {"add": "add", "subtract": "subtract", "multiply": "multiply",
+                   "divide": "true_divide", "true_divide": "true_divide",
+                   "floor_divide": "floor_divide", "mod": "remainder", "remainder": "remainder",
+                   "power": "power", "maximum": "maximum", "minimum": "minimum",
+                   "equal": "equal", "not_equal": "not_equal", "less": "less",
+                   "less_equal": "less_equal", "greater": "greater",
+                   "greater_equal": "greater_equal", "logical_and": "logical_and",
+                   "logical_or": "logical_or"}
+
+
+_OTHER_FUNCTIONS = {"dot", "matmul", "where", "clip", "transpose", "reshape", "concatenate",
+                    "stack", "zeros_like", "ones_like", "full_like"}
+
+
+_DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                "uint16", "uint32", "uint64", "bool_", "complex64", "complex128", "double",
+                "single", "half", "intc", "intp"}
+
+
+_NUMPY_CONSTANTS = {"pi", "e", "inf", "nan", "newaxis"}
+
+
+SUPPORTED_NUMPY = sorted(set(_REDUCTIONS) | set(_UNARY_ALIASES) | set(_BINARY_ALIASES)
+                         | _OTHER_FUNCTIONS)
+
+
+class NumpyCalls:
+    """Calls of NumPy functions, array methods, dtype constructors and builtins."""
+
+    def _numpy_call(self, name: str, args, kwargs, node, scope: Scope) -> Value:
+        if name in _UNARY_ALIASES:
+            bound = bind_call(name, ["x"], args, kwargs, node, scope)
+            return self._elementwise(_UNARY_ALIASES[name], [bound["x"]], node, scope)
+        if name in _BINARY_ALIASES:
+            bound = bind_call(name, ["x1", "x2"], args, kwargs, node, scope)
+            return self._elementwise(_BINARY_ALIASES[name], [bound["x1"], bound["x2"]], node,
+                                     scope)
+        if name in _REDUCTIONS:
+            bound = bind_call(name, ["a", ("axis", None), ("keepdims", False)], args, kwargs, node,
+                          scope)
+            return self._reduce(_REDUCTIONS[name], bound["a"], bound["axis"],
+                                bound["keepdims"], node, scope)
+        if name in ("dot", "matmul"):
+            bound = bind_call(name, ["a", "b"], args, kwargs, node, scope)
+            if name == "dot":
+                return self._dot(bound["a"], bound["b"], node, scope)
+            return self._matmul(bound["a"], bound["b"], node, scope)
+        if name == "where":
+            bound = bind_call(name, ["condition", "x", "y"], args, kwargs, node, scope)
+            operands = [self._materialize(bound[k], node, scope) for k in ("condition", "x", "y")]
+            result_type = self._infer_values(np.where, operands, node, scope, "np.where")
+            return self._emit(scan.WhereOp(*operands, result_type), node, scope)
+        if name == "clip":
+            bound = bind_call(name, ["a", "a_min", "a_max"], args, kwargs, node, scope)
+            return self._clip(bound["a"], bound["a_min"], bound["a_max"], node, scope)
+        if name == "transpose":
+            bound = bind_call(name, ["a", ("axes", None)], args, kwargs, node, scope)
+            return self._transpose(self._materialize(bound["a"], node, scope),
+                                   self._const_ints(bound["axes"], node, scope, "axes"), node,
+                                   scope)
+        if name == "reshape":
+            bound = bind_call(name, ["a", "shape"], args, kwargs, node, scope)
+            return self._reshape(self._materialize(bound["a"], node, scope),
+                                 self._const_ints(bound["shape"], node, scope, "shape"), node,
+                                 scope)
+        if name in ("concatenate", "stack"):
+            bound = bind_call(name, ["arrays", ("axis", 0)], args, kwargs, node, scope)
+            arrays = bound["arrays"]
+            if not isinstance(arrays, TupleVal):
+                raise UnsupportedSyntax(f"np.{name} needs a tuple or list of arrays",
+                                        scope.context.source.loc(node))
+            operands = [self._materialize(a, node, scope) for a in arrays.items]
+            axis = self._const_int(bound["axis"], node, scope, "axis")
+            fn = np.concatenate if name == "concatenate" else np.stack
+            result_type = self._infer(
+                lambda: fn([aval_of(o.type).dummy() for o in operands], axis=axis), node, scope,
+                f"np.{name}")
+            op_class = scan.ConcatOp if name == "concatenate" else scan.StackOp
+            return self._emit(op_class(operands, normalize_axis(axis, result_type, node, scope),
+                                       result_type), node, scope)
+        if name in ("zeros_like", "ones_like", "full_like"):
+            params = ["a", "fill_value"] if name == "full_like" else ["a"]
+            bound = bind_call(name, [*params, ("dtype", None), ("shape", None)], args, kwargs,
+                          node, scope)
+            a = self._materialize(bound["a"], node, scope)
+            fill = {"zeros_like": Const(0), "ones_like": Const(1)}.get(name) or \
+                bound["fill_value"]
+            dtype = None if bound["dtype"] == Const(None) else \
+                self._dtype_arg(bound["dtype"], node, scope)
+            shape = self._const_ints(bound["shape"], node, scope, "shape")
+            aval = aval_of(a.type)
+            result_dtype = dtype if dtype is not None else np.asarray(aval.dummy()).dtype
+            result_shape = tuple(shape) if shape is not None else aval.shape
+            fill_value = self._materialize(fill, node, scope)
+            return self._emit(scan.FullOp(fill_value, ir_type(AVal(result_dtype, result_shape))),
+                              node, scope)
+        raise AssertionError(name)
+
+    def _method(self, method: BoundMethod, args, kwargs, node, scope: Scope) -> Value:
+        x, name = method.receiver, method.name
+        if name in _REDUCTIONS:
+            bound = bind_call(f".{name}", [("axis", None), ("keepdims", False)], args, kwargs, node,
+                          scope)
+            return self._reduce(_REDUCTIONS[name], x, bound["axis"], bound["keepdims"], node,
+                                scope)
+        if name == "reshape":
+            shape = args[0] if len(args) == 1 else Const(tuple(
+                self._const_int(a, node, scope, "shape") for a in args))
+            if kwargs:
+                raise UnsupportedSyntax(".reshape() keyword arguments are not supported",
+                                        scope.context.source.loc(node))
+            return self._reshape(x, self._const_ints(shape, node, scope, "shape"), node, scope)
+        if name == "transpose":
+            axes = None
+            if len(args) == 1:
+                axes = self._const_ints(args[0], node, scope, "axes")
+            elif args:
+                axes = [self._const_int(a, node, scope, "axes") for a in args]
+            return self._transpose(x, axes, node, scope)
+        if name == "astype":
+            bound = bind_call(".astype", ["dtype"], args, kwargs, node, scope)
+            return self._cast(x, self._dtype_arg(bound["dtype"], node, scope), node, scope)
+        if name == "dot":
+            bound = bind_call(".dot", ["b"], args, kwargs, node, scope)
+            return self._dot(x, bound["b"], node, scope)
+        if name == "clip":
+            bound = bind_call(".clip", [("min", None), ("max", None)], args, kwargs, node, scope)
+            return self._clip(x, bound["min"], bound["max"], node, scope)
+        if name == "copy":
+            return x  # values are never modified in place, so a copy is the value itself
+        raise AssertionError(name)
+
+    def _numpy_attribute(self, attr: str, loc: SourceLocation) -> Value:
+        if attr in _NUMPY_CONSTANTS:
+            return Const(getattr(np, attr))
+        if attr in _DTYPE_NAMES:
+            return PyObject(getattr(np, attr))
+        if attr == "random":
+            return PyObject(np.random)
+        obj = getattr(np, attr, None)
+        if obj is not None and numpy_name(obj) is not None:
+            return PyObject(obj)
+        raise UnsupportedSyntax(
+            f"np.{attr} is not supported inside a step function", loc,
+            hint="Supported NumPy functions: " + ", ".join(f"np.{n}" for n in SUPPORTED_NUMPY)
+                 + ".")
+
+    def _dtype_call(self, dtype_class, args, kwargs, node, scope: Scope) -> Value:
+        loc = scope.context.source.loc(node)
+        if len(args) != 1 or kwargs:
+            raise UnsupportedSyntax(f"{dtype_class.__name__}() takes one value here", loc)
+        value = args[0]
+        if isinstance(value, Const):
+            if dtype_class in (float, int, bool):
+                return Const(dtype_class(value.value))
+            value = self._materialize(value, node, scope)
+        if dtype_class in (float, int, bool):
+            aval = aval_of(value.type)
+            if isinstance(aval, AVal) and aval.shape == () and aval.dtype.kind in "biuf":
+                # A Python scalar again (weak in NumPy's promotion), as in the plain loop.
+                weak = AVal(np.dtype({float: np.float64, int: np.int64, bool: np.bool_}[
+                    dtype_class]), (), weak=True)
+                return self._emit(scan.CastOp(value, ir_type(weak)), node, scope)
+            raise UnsupportedSyntax(
+                f"{dtype_class.__name__}() of {describe(value)} is not supported", loc,
+                hint=f"{dtype_class.__name__}() takes a scalar (a 0-d value); keep an array as "
+                     "an array, or use .astype(...).")
+        return self._cast(value, np.dtype(dtype_class), node, scope)
+
+    def _builtin_call(self, fn, args, node, scope: Scope) -> Value:
+        loc = scope.context.source.loc(node)
+        if fn is abs and len(args) == 1 and not isinstance(args[0], Const):
+            return self._elementwise("absolute", args, node, scope, python_syntax=True)
+        if fn is len and len(args) == 1:
+            value = args[0]
+            if isinstance(value, TupleVal):
+                return Const(len(value.items))
+            if isinstance(value, SSAValue) and isinstance(value.type, TensorType) and \
+                    value.type.get_shape():
+                return Const(value.type.get_shape()[0])
+        if all(isinstance(a, Const) for a in args):
+            try:
+                result = fn(*(a.value for a in args))
+            except Exception as e:
+                raise ScanValueError(str(e), loc) from None
+            return Const(tuple(result) if isinstance(result, range) else result)
+        if fn in (tuple, list) and len(args) == 1 and isinstance(args[0], TupleVal):
+            return args[0]
+        raise UnsupportedSyntax(f"`{fn.__name__}()` on array values is not supported inside a "
+                                "step function", loc,
+                                hint="Use the NumPy function (np.sum, np.max, ...) instead.")
+
+
+def bind_call(label: str, params: list, args: list[Value], kwargs: dict[str, Value], node,
+              scope: Scope) -> dict[str, Value]:
+    """Bind call arguments to a NumPy function's parameters (name or (name, default))."""
+    loc = scope.context.source.loc(node)
+    names = [p if isinstance(p, str) else p[0] for p in params]
+    if len(args) > len(names):
+        raise UnsupportedSyntax(f"{label}() takes at most {len(names)} arguments here", loc)
+    bound: dict[str, Value] = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise UnsupportedSyntax(
+                f"the argument `{key}=` of {label}() is not supported in a step function", loc,
+                hint=f"Supported arguments: {', '.join(names)}.")
+        if key in bound:
+            raise ScanValueError(f"{label}() got two values for `{key}`", loc)
+        bound[key] = value
+    for p in params:
+        if isinstance(p, str):
+            if p not in bound:
+                raise ScanValueError(f"{label}() is missing the argument `{p}`", loc)
+        elif p[0] not in bound:
+            bound[p[0]] = p[1] if isinstance(p[1], Const) or p[1] is None else Const(p[1])
+    return {k: (Const(None) if v is None else v) for k, v in bound.items()}
+
+
+def numpy_name(obj) -> str | None:
+    """The name of a supported NumPy function, or None."""
+    for name in SUPPORTED_NUMPY:
+        if getattr(np, name, None) is obj:
+            return name
+    return None

@@ -1,0 +1,118 @@
+"""What the step returns: checked against ``outputs_info`` (JAX-style carry messages), and
+``keep``.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from xdsl.ir import Operation, SSAValue
+
+from scanopt.dialects import scan
+from scanopt.dialects.types import aval_of
+from scanopt.errors import ScanTypeError, ScanValueError, SourceLocation
+from scanopt.frontend.source import function_source
+from scanopt.frontend.values import Const, Scope, Value, describe
+from scanopt.signature import RngVal, is_python_scalar
+
+
+class OutputChecker:
+    """Checks the returned values against the carries and orders them for ``scan.yield``."""
+
+    def _check_outputs(self, returned: list[Value],
+                       node: ast.AST | None) -> tuple[list[SSAValue], list[int]]:
+        """The values to yield (carries first, then per-step outputs) and, for each returned
+        value in the user's order, its position among them."""
+        spec = self.spec
+        loc = self._loc(node)
+        if spec.outputs_given and len(returned) != len(spec.inits):
+            raise ScanValueError(
+                f"the step returns {len(returned)} value{'s' * (len(returned) != 1)}, but "
+                f"outputs_info has {len(spec.inits)} entr{'ies' if len(spec.inits) != 1 else 'y'}",
+                loc, hint="Give one outputs_info entry per returned value (None for a value "
+                          "that is not fed back).")
+        inits = spec.inits if spec.outputs_given else \
+            spec.inits + [None] * (len(returned) - len(spec.inits))
+        if len(returned) < len(inits):
+            raise ScanValueError(
+                f"the step returns {len(returned)} value{'s' * (len(returned) != 1)}, but "
+                f"{len(inits)} outputs are expected", loc)
+        carries, outputs = [], []
+        is_carry = []
+        carry_args = iter(self.block.args[len(spec.sequences):])
+        mismatches = []
+        for k, (value, init) in enumerate(zip(returned, inits)):
+            if isinstance(value, Const) and (value.value is None or not
+                                             is_python_scalar(value.value)):
+                raise ScanValueError(f"returned value #{k + 1} is {describe(value)}, not an "
+                                     "array", loc)
+            if not isinstance(value, SSAValue):
+                if isinstance(value, Const):
+                    value = self._materialize_at(value, node)
+                else:
+                    raise ScanValueError(f"returned value #{k + 1} is {describe(value)}, not "
+                                         "an array", loc)
+            if isinstance(aval_of(value.type), RngVal):
+                raise ScanValueError("a step cannot return a generator", loc)
+            is_carry.append(init is not None)
+            if init is None:
+                outputs.append(value)
+                continue
+            arg = next(carry_args)
+            got = aval_of(value.type)
+            if got.weak and init.shape == () and got.dtype == init.dtype:
+                # A Python scalar for a 0-d carry of its own dtype (a float for float64): the
+                # plain loop stacks it as that dtype, so it is carried as one.
+                value = self._emit_at(scan.CastOp(value, arg.type), node)
+            if value.type != arg.type:
+                what = "dtype" if got.shape == init.shape else \
+                    "shape" if not got.weak and got.dtype == init.dtype else "type"
+                if not mismatches and isinstance(node, ast.Tuple | ast.List) and \
+                        len(node.elts) == len(returned):
+                    loc = self._loc(node.elts[k])
+                mismatches.append(
+                    f"The input carry `{arg.name_hint}` has type {init.describe()} but the step "
+                    f"returns {got.describe()} for it, so the {what}s do not match.")
+            carries.append(value)
+        if mismatches:
+            header = ("the step function's output type does not match its initial state "
+                      "(outputs_info)")
+            body = mismatches[0] if len(mismatches) == 1 else \
+                "\n".join(f"  * {m}" for m in mismatches)
+            raise ScanTypeError(
+                f"{header}\n\n{body}", loc,
+                hint="\nRevise the step so that each fed-back output keeps the dtype and shape "
+                     "of its initial value (for example .astype(h.dtype)), or pass an initial "
+                     "value of the type the step returns.")
+        order, n_carry, n_out = [], 0, 0
+        for carry in is_carry:
+            order.append(n_carry if carry else len(carries) + n_out)
+            n_carry, n_out = n_carry + carry, n_out + (not carry)
+        return carries + outputs, order
+
+    def _keep(self, n_outputs: int, node: ast.AST | None) -> list[str]:
+        keep = self.spec.keep
+        if isinstance(keep, str):
+            return [keep] * n_outputs
+        if len(keep) != n_outputs:
+            raise ScanValueError(
+                f"keep has {len(keep)} entries but the step returns {n_outputs} "
+                f"value{'s' * (n_outputs != 1)}", self._loc(node),
+                hint='Give keep="all", keep="last", or one of those per returned value.')
+        return list(keep)
+
+    def _emit_at(self, op: Operation, node) -> SSAValue:
+        """Emit ``op`` located at ``node`` of the step function (its return statement)."""
+        context = self.root_context
+        return self._emit(op, node if node is not None else context.source.node,
+                          Scope({}, context))
+
+    def _materialize_at(self, value: Const, node) -> SSAValue:
+        context = self.root_context
+        return self._materialize(value, node if node is not None else context.source.node,
+                                 Scope({}, context))
+
+    def _loc(self, node: ast.AST | None) -> SourceLocation | None:
+        if node is None or self.target_fn is None:
+            return self.call_site
+        return function_source(self.target_fn).loc(node)
