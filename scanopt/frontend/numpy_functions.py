@@ -4,6 +4,8 @@ the few builtins that act on values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
@@ -19,23 +21,61 @@ _REDUCTIONS = {"sum": "sum", "mean": "mean", "max": "max", "amax": "max", "min":
                "amin": "min"}
 
 
-_UNARY_ALIASES = {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos",
-                  "sqrt": "sqrt", "abs": "absolute", "absolute": "absolute",
-                  "negative": "negative", "logical_not": "logical_not"}
+@dataclass(frozen=True)
+class NumpyFunction:
+    """One supported ``np.<name>``: its parameters as NumPy names them (a name, or ``(name,
+    default)``), the walker method that builds it from the bound arguments, and what that
+    method computes (a ufunc's name, a reduction's kind, ``np.concatenate``...)."""
+
+    params: tuple
+    builder: str
+    computes: str
 
 
-_BINARY_ALIASES = {"add": "add", "subtract": "subtract", "multiply": "multiply",
-                   "divide": "true_divide", "true_divide": "true_divide",
-                   "floor_divide": "floor_divide", "mod": "remainder", "remainder": "remainder",
-                   "power": "power", "maximum": "maximum", "minimum": "minimum",
-                   "equal": "equal", "not_equal": "not_equal", "less": "less",
-                   "less_equal": "less_equal", "greater": "greater",
-                   "greater_equal": "greater_equal", "logical_and": "logical_and",
-                   "logical_or": "logical_or"}
+def _unary(ufunc: str) -> NumpyFunction:
+    return NumpyFunction(("x",), "_np_elementwise", ufunc)
 
 
-_OTHER_FUNCTIONS = {"dot", "matmul", "where", "clip", "transpose", "reshape", "concatenate",
-                    "stack", "zeros_like", "ones_like", "full_like"}
+def _binary(ufunc: str) -> NumpyFunction:
+    return NumpyFunction(("x1", "x2"), "_np_elementwise", ufunc)
+
+
+def _reduction(kind: str) -> NumpyFunction:
+    return NumpyFunction(("a", ("axis", None), ("keepdims", False)), "_np_reduce", kind)
+
+
+def _like(fill: str) -> NumpyFunction:
+    params = ("a", "fill_value") if fill == "full" else ("a",)
+    return NumpyFunction((*params, ("dtype", None), ("shape", None)), "_np_full_like", fill)
+
+
+# The NumPy functions a step may call. Adding one is one entry here (and, for a new ufunc, its
+# op in scanopt/dialects/scan.py).
+NUMPY_FUNCTIONS: dict[str, NumpyFunction] = {
+    **{name: _unary(ufunc) for name, ufunc in {
+        "exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos", "sqrt": "sqrt",
+        "abs": "absolute", "absolute": "absolute", "negative": "negative",
+        "logical_not": "logical_not"}.items()},
+    **{name: _binary(ufunc) for name, ufunc in {
+        "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "true_divide",
+        "true_divide": "true_divide", "floor_divide": "floor_divide", "mod": "remainder",
+        "remainder": "remainder", "power": "power", "maximum": "maximum", "minimum": "minimum",
+        "equal": "equal", "not_equal": "not_equal", "less": "less", "less_equal": "less_equal",
+        "greater": "greater", "greater_equal": "greater_equal", "logical_and": "logical_and",
+        "logical_or": "logical_or"}.items()},
+    **{name: _reduction(kind) for name, kind in _REDUCTIONS.items()},
+    "dot": NumpyFunction(("a", "b"), "_np_matmul", "dot"),
+    "matmul": NumpyFunction(("a", "b"), "_np_matmul", "matmul"),
+    "where": NumpyFunction(("condition", "x", "y"), "_np_where", "where"),
+    "clip": NumpyFunction(("a", "a_min", "a_max"), "_np_clip", "clip"),
+    "transpose": NumpyFunction(("a", ("axes", None)), "_np_transpose", "transpose"),
+    "reshape": NumpyFunction(("a", "shape"), "_np_reshape", "reshape"),
+    "concatenate": NumpyFunction(("arrays", ("axis", 0)), "_np_join", "concatenate"),
+    "stack": NumpyFunction(("arrays", ("axis", 0)), "_np_join", "stack"),
+    "zeros_like": _like("zeros"),
+    "ones_like": _like("ones"),
+    "full_like": _like("full"),
+}
 
 
 _DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -46,81 +86,73 @@ _DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int6
 _NUMPY_CONSTANTS = {"pi", "e", "inf", "nan", "newaxis"}
 
 
-SUPPORTED_NUMPY = sorted(set(_REDUCTIONS) | set(_UNARY_ALIASES) | set(_BINARY_ALIASES)
-                         | _OTHER_FUNCTIONS)
+SUPPORTED_NUMPY = sorted(NUMPY_FUNCTIONS)
 
 
 class NumpyCalls:
     """Calls of NumPy functions, array methods, dtype constructors and builtins."""
 
     def _numpy_call(self, name: str, args, kwargs, node, scope: Scope) -> Value:
-        if name in _UNARY_ALIASES:
-            bound = bind_call(name, ["x"], args, kwargs, node, scope)
-            return self._elementwise(_UNARY_ALIASES[name], [bound["x"]], node, scope)
-        if name in _BINARY_ALIASES:
-            bound = bind_call(name, ["x1", "x2"], args, kwargs, node, scope)
-            return self._elementwise(_BINARY_ALIASES[name], [bound["x1"], bound["x2"]], node,
-                                     scope)
-        if name in _REDUCTIONS:
-            bound = bind_call(name, ["a", ("axis", None), ("keepdims", False)], args, kwargs, node,
-                          scope)
-            return self._reduce(_REDUCTIONS[name], bound["a"], bound["axis"],
-                                bound["keepdims"], node, scope)
-        if name in ("dot", "matmul"):
-            bound = bind_call(name, ["a", "b"], args, kwargs, node, scope)
-            if name == "dot":
-                return self._dot(bound["a"], bound["b"], node, scope)
-            return self._matmul(bound["a"], bound["b"], node, scope)
-        if name == "where":
-            bound = bind_call(name, ["condition", "x", "y"], args, kwargs, node, scope)
-            operands = [self._materialize(bound[k], node, scope) for k in ("condition", "x", "y")]
-            result_type = self._infer_values(np.where, operands, node, scope, "np.where")
-            return self._emit(scan.WhereOp(*operands, result_type), node, scope)
-        if name == "clip":
-            bound = bind_call(name, ["a", "a_min", "a_max"], args, kwargs, node, scope)
-            return self._clip(bound["a"], bound["a_min"], bound["a_max"], node, scope)
-        if name == "transpose":
-            bound = bind_call(name, ["a", ("axes", None)], args, kwargs, node, scope)
-            return self._transpose(self._materialize(bound["a"], node, scope),
-                                   self._const_ints(bound["axes"], node, scope, "axes"), node,
-                                   scope)
-        if name == "reshape":
-            bound = bind_call(name, ["a", "shape"], args, kwargs, node, scope)
-            return self._reshape(self._materialize(bound["a"], node, scope),
-                                 self._const_ints(bound["shape"], node, scope, "shape"), node,
-                                 scope)
-        if name in ("concatenate", "stack"):
-            bound = bind_call(name, ["arrays", ("axis", 0)], args, kwargs, node, scope)
-            arrays = bound["arrays"]
-            if not isinstance(arrays, TupleVal):
-                raise UnsupportedSyntax(f"np.{name} needs a tuple or list of arrays",
-                                        scope.context.source.loc(node))
-            operands = [self._materialize(a, node, scope) for a in arrays.items]
-            axis = self._const_int(bound["axis"], node, scope, "axis")
-            fn = np.concatenate if name == "concatenate" else np.stack
-            result_type = self._infer(
-                lambda: fn([aval_of(o.type).dummy() for o in operands], axis=axis), node, scope,
-                f"np.{name}")
-            op_class = scan.ConcatOp if name == "concatenate" else scan.StackOp
-            return self._emit(op_class(operands, normalize_axis(axis, result_type, node, scope),
-                                       result_type), node, scope)
-        if name in ("zeros_like", "ones_like", "full_like"):
-            params = ["a", "fill_value"] if name == "full_like" else ["a"]
-            bound = bind_call(name, [*params, ("dtype", None), ("shape", None)], args, kwargs,
-                          node, scope)
-            a = self._materialize(bound["a"], node, scope)
-            fill = {"zeros_like": Const(0), "ones_like": Const(1)}.get(name) or \
-                bound["fill_value"]
-            dtype = None if bound["dtype"] == Const(None) else \
-                self._dtype_arg(bound["dtype"], node, scope)
-            shape = self._const_ints(bound["shape"], node, scope, "shape")
-            aval = aval_of(a.type)
-            result_dtype = dtype if dtype is not None else np.asarray(aval.dummy()).dtype
-            result_shape = tuple(shape) if shape is not None else aval.shape
-            fill_value = self._materialize(fill, node, scope)
-            return self._emit(scan.FullOp(fill_value, ir_type(AVal(result_dtype, result_shape))),
-                              node, scope)
-        raise AssertionError(name)
+        function = NUMPY_FUNCTIONS[name]
+        bound = bind_call(name, list(function.params), args, kwargs, node, scope)
+        return getattr(self, function.builder)(function.computes, bound, node, scope)
+
+    def _np_elementwise(self, ufunc: str, bound, node, scope: Scope) -> Value:
+        operands = [bound["x"]] if "x" in bound else [bound["x1"], bound["x2"]]
+        return self._elementwise(ufunc, operands, node, scope)
+
+    def _np_reduce(self, kind: str, bound, node, scope: Scope) -> Value:
+        return self._reduce(kind, bound["a"], bound["axis"], bound["keepdims"], node, scope)
+
+    def _np_matmul(self, name: str, bound, node, scope: Scope) -> Value:
+        if name == "dot":
+            return self._dot(bound["a"], bound["b"], node, scope)
+        return self._matmul(bound["a"], bound["b"], node, scope)
+
+    def _np_where(self, _: str, bound, node, scope: Scope) -> Value:
+        operands = [self._materialize(bound[k], node, scope) for k in ("condition", "x", "y")]
+        result_type = self._infer_values(np.where, operands, node, scope, "np.where")
+        return self._emit(scan.WhereOp(*operands, result_type), node, scope)
+
+    def _np_clip(self, _: str, bound, node, scope: Scope) -> Value:
+        return self._clip(bound["a"], bound["a_min"], bound["a_max"], node, scope)
+
+    def _np_transpose(self, _: str, bound, node, scope: Scope) -> Value:
+        return self._transpose(self._materialize(bound["a"], node, scope),
+                               self._const_ints(bound["axes"], node, scope, "axes"), node, scope)
+
+    def _np_reshape(self, _: str, bound, node, scope: Scope) -> Value:
+        return self._reshape(self._materialize(bound["a"], node, scope),
+                             self._const_ints(bound["shape"], node, scope, "shape"), node, scope)
+
+    def _np_join(self, name: str, bound, node, scope: Scope) -> Value:
+        """``np.concatenate`` and ``np.stack``."""
+        arrays = bound["arrays"]
+        if not isinstance(arrays, TupleVal):
+            raise UnsupportedSyntax(f"np.{name} needs a tuple or list of arrays",
+                                    scope.context.source.loc(node))
+        operands = [self._materialize(a, node, scope) for a in arrays.items]
+        axis = self._const_int(bound["axis"], node, scope, "axis")
+        fn = np.concatenate if name == "concatenate" else np.stack
+        result_type = self._infer(
+            lambda: fn([aval_of(o.type).dummy() for o in operands], axis=axis), node, scope,
+            f"np.{name}")
+        op_class = scan.ConcatOp if name == "concatenate" else scan.StackOp
+        return self._emit(op_class(operands, normalize_axis(axis, result_type, node, scope),
+                                   result_type), node, scope)
+
+    def _np_full_like(self, fill: str, bound, node, scope: Scope) -> Value:
+        """``np.zeros_like``, ``np.ones_like``, ``np.full_like``."""
+        a = self._materialize(bound["a"], node, scope)
+        fill_value = {"zeros": Const(0), "ones": Const(1)}.get(fill) or bound["fill_value"]
+        dtype = None if bound["dtype"] == Const(None) else \
+            self._dtype_arg(bound["dtype"], node, scope)
+        shape = self._const_ints(bound["shape"], node, scope, "shape")
+        aval = aval_of(a.type)
+        result_dtype = dtype if dtype is not None else np.asarray(aval.dummy()).dtype
+        result_shape = tuple(shape) if shape is not None else aval.shape
+        return self._emit(scan.FullOp(self._materialize(fill_value, node, scope),
+                                      ir_type(AVal(result_dtype, result_shape))), node, scope)
 
     def _method(self, method: BoundMethod, args, kwargs, node, scope: Scope) -> Value:
         x, name = method.receiver, method.name
