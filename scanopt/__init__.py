@@ -12,7 +12,7 @@ Importing scanopt does not import xDSL; a compiled loop served from the cache ne
 
 __version__ = "0.1.0"
 
-from scanopt.api import StepFunction, cache_info, clear_cache, explain, scan, step
+from scanopt.api import StepFunction, cache_info, clear_cache, explain, scan, step, until
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, UnsupportedSyntax
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "explain",
     "scan",
     "step",
+    "until",
 ]

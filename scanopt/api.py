@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from scanopt import cache
+from scanopt import arguments, cache
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
 from scanopt.signature import RngVal, signature_of
 
@@ -64,14 +64,34 @@ def clear_cache() -> None:
     _STATS.hits = _STATS.misses = _STATS.disk_hits = 0
 
 
+class until:
+    """``return h, scanopt.until(cond)``: stop the loop after this step if ``cond`` holds.
+
+    Theano's ``theano.scan_module.until``. The step returns it as its last value (``return h,
+    c, until(cond)``, or ``return (h, c), until(cond)``); ``cond`` is a scalar (``np.abs(dx) <
+    tol``). The loop then runs until the first step whose condition is true, that step
+    included, and at most ``n_steps`` steps; the outputs hold the steps that ran.
+    """
+
+    __slots__ = ("condition",)
+
+    def __init__(self, condition):
+        self.condition = condition
+
+    def __repr__(self) -> str:
+        return f"scanopt.until({self.condition!r})"
+
+
 def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
-         go_backwards=False, *, backend="numpy", exact_random=False, optimize=True,
-         keep="all"):
+         truncate_gradient=-1, go_backwards=False, mode=None, name=None, profile=False,
+         allow_gc=None, strict=False, return_list=False, *, backend="numpy",
+         exact_random=False, optimize=True, keep="all"):
     """Run ``fn`` over sequences with carried state, compiled to a NumPy loop.
 
     ``scan(fn, sequences, outputs_info, non_sequences, n_steps) -> array | list[array]``
 
-    Same meaning and argument order as ``theano.scan``. It computes what this loop computes::
+    Same meaning and argument order as ``theano.scan``. Without taps it computes what this loop
+    computes::
 
         n = min(len(s) for s in sequences) if n_steps is None else n_steps
         state, history = list(outputs_info), [[] for each output]
@@ -89,33 +109,59 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     ``sequences``, ``outputs_info`` and ``non_sequences`` may be one value or a list. Python
     scalars among the non-sequences keep NumPy's weak typing, as in the loop above.
 
-    ``go_backwards=True`` walks ``s[:n]`` from its last element to its first (outputs in
-    iteration order). ``keep="last"`` (or one of "all"/"last" per returned value) returns only
-    the value after the last step for those outputs, and the loop stores O(1) of them instead of
-    O(n_steps). ``exact_random=True`` makes the same generator calls in the same order as
-    the loop above, so the results are bit-for-bit equal. ``optimize=False`` turns every
-    optimisation pass off. Errors in the step function raise :class:`scanopt.ScanError`
-    subclasses naming ``file:line:col``.
+    Theano's taps: a sequence ``dict(input=u, taps=[-4, 0])`` gives the step ``u[t-4]`` and
+    ``u[t]``, and the loop runs the steps the taps allow; an output ``dict(initial=x0, taps=[-3,
+    -1])`` gives ``x[t-3]`` and ``x[t-1]`` (``x0`` holds the 3 values before the first step; the
+    result leaves them out). The step may return :class:`until` last, to stop early.
+    ``go_backwards=True`` reads every sequence from its end (outputs in iteration order).
+    ``strict=True`` refuses arrays the step reads from its enclosing scope instead of taking
+    them from ``non_sequences``. ``return_list=True`` always returns a list.
+    ``truncate_gradient``, ``mode``, ``name``, ``profile`` and ``allow_gc`` are accepted for
+    Theano code and change nothing (there are no gradients, and memory is always reused).
+
+    ``keep="last"`` (or one of "all"/"last" per returned value) returns only the value after
+    the last step for those outputs, and the loop stores O(1) of them instead of O(n_steps).
+    ``exact_random=True`` makes the same generator calls in the same order as the loop above,
+    so the results are bit-for-bit equal. ``optimize=False`` turns every optimisation pass
+    off. Errors in the step function raise :class:`scanopt.ScanError` subclasses naming
+    ``file:line:col``. See docs/semantics.md for the exact rules.
     """
     try:
-        return _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                     backend=backend, exact_random=exact_random, optimize=optimize, keep=keep)
+        _check_theano_options(truncate_gradient, go_backwards, return_list)
+        outs = _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                     backend=backend, exact_random=exact_random, optimize=optimize, keep=keep,
+                     strict=strict)
     except ScanError as error:
         # The message names the user's line; our frames would only hide it.
         raise error.with_traceback(None) from None
+    if return_list and not isinstance(outs, list):
+        return [outs]
+    return outs
+
+
+def _check_theano_options(truncate_gradient, go_backwards, return_list) -> None:
+    """Theano's options that change nothing here still must be what Theano accepts: a bool in
+    ``truncate_gradient`` is ``go_backwards`` passed in the wrong position."""
+    if isinstance(truncate_gradient, (bool, np.bool_)) or not isinstance(
+            truncate_gradient, (int, np.integer)) or (truncate_gradient < 1 and
+                                                       truncate_gradient != -1):
+        raise ScanValueError(
+            f"truncate_gradient must be -1 or a positive integer, got {truncate_gradient!r}",
+            hint="It is Theano's sixth positional argument (gradients only; scanopt accepts and "
+                 "ignores it). To iterate backwards pass go_backwards=True by keyword.")
+    for label, value in (("go_backwards", go_backwards), ("return_list", return_list)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ScanValueError(f"{label} must be True or False, got {value!r}")
 
 
 def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, backend,
-          exact_random, optimize, keep):
+          exact_random, optimize, keep, strict=False):
     call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                         backend, keep)
+                         backend, keep, strict=strict)
     if os.environ.get("SCANOPT_DISABLE") == "1":
         from scanopt.reference import reference_scan
 
-        outs = reference_scan(fn, call.sequences, call.inits, call.non_sequences, call.n_steps,
-                              go_backwards)
-        keeps = [keep] * len(outs) if isinstance(keep, str) else list(keep)
-        outs = [o[-1] if k == "last" else o for o, k in zip(outs, keeps)]
+        outs = reference_scan(fn, call, keep)
         return outs[0] if len(outs) == 1 else outs
     compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize,
                                  backend=backend)
@@ -132,19 +178,13 @@ def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, 
 
 @dataclass
 class _Call:
-    sequences: list[np.ndarray]
-    inits: list[np.ndarray | None]
+    sequences: list[np.ndarray]  # the window of each sequence (arguments.py)
+    inits: list[np.ndarray | None]  # per output: its initial value(s), None if not fed back
     non_sequences: list[Any]
     n_steps: int
     key: tuple
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    seq_taps: tuple = ()
+    init_taps: tuple = ()
 
 
 def _normalize_keep(keep):
@@ -156,71 +196,44 @@ def _normalize_keep(keep):
 
 
 def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, backend,
-                  keep="all"):
+                  keep="all", *, strict=False):
     if backend not in _BACKENDS:
         raise ScanValueError(f"backend {backend!r} is not available",
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
     if not callable(fn):
         raise ScanValueError(f"fn must be a function, got {type(fn).__name__}")
-    seqs = []
-    for k, s in enumerate(_as_list(sequences)):
-        if isinstance(s, dict):
-            raise ScanValueError(
-                f"sequences[{k}] is a dict: taps (dict(input=..., taps=[...])) are not "
-                "supported yet", hint="Pass the array itself and slice inside the step.")
-        array = np.asarray(s)
-        if array.ndim == 0:
-            raise ScanValueError(f"sequences[{k}] is a scalar; a sequence needs a leading "
-                                 "(time) dimension")
-        seqs.append(array)
-    outputs_given = outputs_info is not None
-    inits = [None if v is None else np.asarray(v) for v in _as_list(outputs_info)]
-    for k, v in enumerate(inits):
-        if isinstance(_as_list(outputs_info)[k], dict):
-            raise ScanValueError(f"outputs_info[{k}] is a dict: taps are not supported yet",
-                                 hint="Pass the initial value itself.")
-    params = _as_list(non_sequences)
+    seq_entries = [(arguments.check_sequence_array(value, f"sequences[{k}]"), taps)
+                   for k, (value, taps) in enumerate(arguments.sequence_args(sequences))]
+    # outputs_info=[] is Theano's map: every returned value is a per-step output.
+    outputs_given = outputs_info is not None and not (
+        isinstance(outputs_info, (list, tuple)) and len(outputs_info) == 0)
+    inits, init_taps = [], []
+    for k, (initial, taps) in enumerate(arguments.output_args(outputs_info)):
+        if initial is not None:
+            initial = np.asarray(initial)
+            if taps != (-1,):
+                initial = arguments.stacked_initial(initial, taps, f"outputs_info[{k}]")
+        inits.append(initial)
+        init_taps.append(taps)
+    params = arguments.as_list(non_sequences)
+    n_steps, windows = arguments.steps_and_windows(seq_entries, n_steps, bool(go_backwards))
 
-    lengths = [len(s) for s in seqs]
-    if n_steps is not None:
-        if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, (int, np.integer)):
-            raise ScanValueError(f"n_steps must be an integer, got {n_steps!r}")
-        n_steps = int(n_steps)
-        if n_steps < 0:
-            raise ScanValueError(f"n_steps must not be negative, got {n_steps}",
-                                 hint="To iterate from the end, pass go_backwards=True.")
-        if lengths and n_steps > min(lengths):
-            raise ScanValueError(
-                f"n_steps={n_steps} is larger than the shortest sequence (length "
-                f"{min(lengths)})", hint="Pass n_steps <= the sequence length, or omit it.")
-    elif lengths:
-        n_steps = min(lengths)
-    else:
-        raise ScanValueError(
-            "cannot tell how many steps to run: there are no sequences and n_steps is None",
-            hint="Pass n_steps=... (or a sequence to iterate over).")
-
-    seq_sigs = tuple(signature_of(s, sequence=True) for s in seqs)
+    seq_sigs = tuple(signature_of(w.window, sequence=True) for w in windows)
     init_sigs = tuple(None if v is None else signature_of(v) for v in inits)
     param_sigs = tuple(signature_of(p) for p in params)
-    for what, sigs, values in (("sequences", seq_sigs, seqs), ("outputs_info", init_sigs, inits),
+    for what, sigs, values in (("sequences", seq_sigs, [w.window for w in windows]),
+                               ("outputs_info", init_sigs, inits),
                                ("non_sequences", param_sigs, params)):
         for k, (sig, value) in enumerate(zip(sigs, values)):
-            if sig is None and value is not None:
-                kind = getattr(value, "dtype", type(value).__name__)
-                raise ScanTypeError(
-                    f"{what}[{k}] is {kind}, which scanopt cannot pass to a step function",
-                    hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, "
-                         "or a numpy.random.Generator.")
+            arguments.check_dtype_supported(sig, value, f"{what}[{k}]")
     for k, sig in enumerate(init_sigs):
         if isinstance(sig, RngVal):
             raise ScanTypeError(f"outputs_info[{k}] is a generator; pass it as a non-sequence")
+    seq_taps = tuple(w.taps for w in windows)
     key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
-           _normalize_keep(keep))
-    # The loop reads the first n_steps elements only; views cost nothing and spare work that
-    # runs over whole sequences (pushed-out matmuls).
-    seqs = [s if len(s) == n_steps else s[:n_steps] for s in seqs]
-    return _Call(seqs, inits, params, n_steps, key)
+           _normalize_keep(keep), seq_taps, tuple(init_taps), bool(strict))
+    return _Call([w.window for w in windows], inits, params, n_steps, key, seq_taps,
+                 tuple(init_taps))
 
 
 def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
@@ -260,9 +273,11 @@ def _code_of(fn):
 def _spec(call_key, outputs: list | None = None):
     from scanopt.frontend.builder import StepSpec
 
-    seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given, keep = call_key
+    (seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given, keep, seq_taps, init_taps,
+     strict) = call_key
     return StepSpec(list(seq_sigs), list(init_sigs), list(param_sigs), reverse=go_backwards,
-                    outputs_given=outputs_given, keep=keep)
+                    outputs_given=outputs_given, keep=keep, seq_taps=list(seq_taps),
+                    init_taps=list(init_taps), strict=strict)
 
 
 def _compile(fn, call: _Call, *, exact_random: bool, optimize: bool):
@@ -285,14 +300,14 @@ def _call_site() -> SourceLocation | None:
 
 def explain(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
             go_backwards=False, *, show_ir=False, backend="numpy", exact_random=False,
-            optimize=True, keep="all") -> str:
+            optimize=True, keep="all", strict=False, return_list=False) -> str:
     """A report of what the passes did to ``fn``'s loop for these arguments (a string).
 
     Same arguments as :func:`scan`; ``show_ir=True`` adds the IR after every pass. Always
     compiles afresh (the cache is neither read nor filled)."""
     try:
         call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                             backend, keep)
+                             backend, keep, strict=strict)
         from scanopt.compiler import explain_loop
 
         report = explain_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
@@ -320,8 +335,8 @@ class StepFunction:
     def scan(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
              go_backwards=False, **options):
         """``scanopt.scan(this step, ...)`` with the decorator's options as defaults."""
-        return scan(self.fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                    **{**self.options, **options})
+        return scan(self.fn, sequences, outputs_info, non_sequences, n_steps,
+                    go_backwards=go_backwards, **{**self.options, **options})
 
     def source(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
                go_backwards=False, **options) -> str:
@@ -330,7 +345,7 @@ class StepFunction:
         try:
             call = _prepare_call(self.fn, sequences, outputs_info, non_sequences, n_steps,
                                  go_backwards, opts.get("backend", "numpy"),
-                                 opts.get("keep", "all"))
+                                 opts.get("keep", "all"), strict=opts.get("strict", False))
             compiled, _ = _lookup(self.fn, call, exact_random=opts.get("exact_random", False),
                                   optimize=opts.get("optimize", True),
                                   backend=opts.get("backend", "numpy"))
@@ -356,7 +371,8 @@ def step(fn=None, **options):
     The result calls the original function when called, and adds ``.scan(...)`` (same arguments
     as :func:`scanopt.scan` without ``fn``) and ``.source(...)`` (the generated module's text).
     """
-    unknown = set(options) - {"backend", "exact_random", "optimize", "keep"}
+    unknown = set(options) - {"backend", "exact_random", "optimize", "keep", "strict",
+                              "return_list"}
     if unknown:
         raise ScanValueError(f"unknown option(s) for scanopt.step: {', '.join(sorted(unknown))}")
     if fn is None:
@@ -365,4 +381,4 @@ def step(fn=None, **options):
 
 
 # re-exported for type checkers
-__all__ = ["StepFunction", "cache_info", "clear_cache", "explain", "scan", "step"]
+__all__ = ["StepFunction", "cache_info", "clear_cache", "explain", "scan", "step", "until"]

@@ -66,8 +66,8 @@ def plain_loop(fn, sequences=None, outputs_info=None, non_sequences=None, n_step
         n = n_steps
     if n is None:
         raise ValueError("scan needs sequences or n_steps")
-    if go_backwards:
-        seqs = [s[:n][::-1] for s in seqs]
+    if go_backwards:  # Theano's rule: each sequence is read from its own end
+        seqs = [s[len(s) - n:][::-1] for s in seqs]
 
     n_declared = len(inits) if outputs_info is not None else None
 

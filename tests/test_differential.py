@@ -211,10 +211,11 @@ def per_step_identity(x_t):
 
 
 def test_go_backwards_order_of_outputs(optimize):
-    # Outputs are in iteration order: the first row is the last element of the (truncated) sequence.
+    # Outputs are in iteration order, and (Theano's rule) a sequence is read from its end: with
+    # n_steps=5 of 8 rows, the steps read rows 7, 6, 5, 4, 3.
     X = np.arange(8 * 2, dtype=np.float64).reshape(8, 2)
     actual, _ = check(per_step_identity, optimize, sequences=X, n_steps=5, go_backwards=True)
-    np.testing.assert_array_equal(actual, X[:5][::-1])
+    np.testing.assert_array_equal(actual, X[::-1][:5])
 
 
 def test_n_steps_smaller_than_sequence(optimize):

@@ -60,6 +60,10 @@ from xdsl.utils.exceptions import VerifyException
 
 _GENERIC_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 
+# On a function argument that is a sequence window read at several taps: how many rows it has
+# beyond the number of steps (max(taps) - min(taps)).
+EXTRA_ROWS = "scan.extra_rows"
+
 
 @irdl_attr_definition
 class RngType(ParametrizedAttribute, TypeAttribute):
@@ -74,15 +78,27 @@ class RngType(ParametrizedAttribute, TypeAttribute):
 
 @irdl_op_definition
 class YieldOp(IRDLOperation):
-    """Ends a step: the new value of every carry, then every per-step output that is not fed back."""
+    """Ends a step: the new value of every carry, then every per-step output that is not fed back.
+
+    ``until`` (Theano's ``scan_module.until``): a scalar condition; the loop stops after the
+    first step where it is true, that step included.
+    """
 
     name = "scan.yield"
     values = var_operand_def()
+    until = opt_operand_def()
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
     traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(LoopOp)))
-    assembly_format = "attr-dict ($values^ `:` type($values))?"
+    assembly_format = ("($values^ `:` type($values))? (`until` $until^ `:` type($until))? "
+                       "attr-dict")
 
-    def __init__(self, *values: SSAValue):
-        super().__init__(operands=[values])
+    def __init__(self, *values: SSAValue, until: SSAValue | None = None):
+        super().__init__(operands=[values, [until] if until is not None else []])
+
+    def verify_(self) -> None:
+        if self.until is not None and _shape_of(self.until.type) != ():
+            raise VerifyException(
+                f"Expected the until condition to be a scalar, but got {self.until.type}.")
 
 
 @irdl_op_definition
@@ -91,7 +107,11 @@ class LoopOp(IRDLOperation):
 
     Results: one ``tensor<?x...>`` per yielded value (carries first, then per-step outputs).
     ``reverse`` walks the sequences from their last element to their first (Theano's
-    ``go_backwards``); the history is stored in iteration order.
+    ``go_backwards``); the history is stored in iteration order. ``seq_offsets`` (Theano's
+    sequence taps): step ``t`` reads row ``offset + t`` of a sequence (``offset + n_steps - 1 -
+    t`` in reverse); one array read at several taps is several sequences with other offsets.
+    When ``scan.yield`` has an ``until`` condition the loop may stop early, and every history
+    holds the steps that ran.
     """
 
     name = "scan.loop"
@@ -104,6 +124,8 @@ class LoopOp(IRDLOperation):
     reverse = opt_prop_def(UnitAttr)
     # Results that hold only the value after the last step (scan-save-mem), not a history.
     keep_last = opt_prop_def(DenseArrayBase.constr(i64))
+    # Per sequence, the row read at step 0 (absent: all 0).
+    seq_offsets = opt_prop_def(DenseArrayBase.constr(i64))
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     traits = traits_def(
         SingleBlockImplicitTerminator(YieldOp), IsolatedFromAbove(), RecursiveMemoryEffect()
@@ -152,7 +174,25 @@ class LoopOp(IRDLOperation):
     def last_indices(self) -> tuple[int, ...]:
         return tuple(self.keep_last.get_values()) if self.keep_last is not None else ()
 
+    def offsets(self) -> tuple[int, ...]:
+        """The row of each sequence read at step 0."""
+        if self.seq_offsets is None:
+            return (0,) * len(self.sequences)
+        return tuple(self.seq_offsets.get_values())
+
+    @property
+    def until(self) -> SSAValue | None:
+        """The stop condition (a body value), or None for a loop that runs every step."""
+        terminator = self.block.last_op
+        return terminator.until if isinstance(terminator, YieldOp) else None
+
     def verify_(self) -> None:
+        if self.seq_offsets is not None and len(self.offsets()) != len(self.sequences):
+            raise VerifyException(
+                f"Expected {len(self.sequences)} sequence offsets, but got "
+                f"{len(self.offsets())}.")
+        if any(o < 0 for o in self.offsets()):
+            raise VerifyException("Sequence offsets must not be negative.")
         n_args = len(self.sequences) + len(self.inits) + len(self.non_seqs)
         if len(self.block.args) != n_args:
             raise VerifyException(

@@ -29,10 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IndexType, ModuleOp
+from xdsl.dialects.builtin import (ArrayAttr, DenseArrayBase, DictionaryAttr, IndexType,
+                                   IntegerAttr, ModuleOp, TensorType, i64)
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
+from scanopt.arguments import tap_base_name, window_extra_rows
 from scanopt.dialects import scan
+from scanopt.dialects.scan import EXTRA_ROWS
 from scanopt.dialects.types import aval_of, ir_type
 from scanopt.errors import ScanValueError, SourceLocation, UnsupportedSyntax
 from scanopt.frontend.captures import CapturePlan, Path
@@ -43,7 +46,8 @@ from scanopt.frontend.numpy_functions import NumpyCalls, numpy_name
 from scanopt.frontend.ops import OpBuilder
 from scanopt.frontend.outputs import OutputChecker
 from scanopt.frontend.source import FunctionSource, function_source
-from scanopt.frontend.values import ArityError, FunctionContext, PyObject, Scope, TupleVal, Value
+from scanopt.frontend.values import (ArityError, FunctionContext, PyObject, Scope, TupleVal,
+                                     UntilVal, Value)
 from scanopt.signature import AVal, RngVal
 
 
@@ -57,6 +61,18 @@ class StepSpec:
     reverse: bool = False
     outputs_given: bool = False  # outputs_info was given: its length is checked
     keep: str | tuple[str, ...] = "all"  # "all"/"last", or one of those per returned value
+    # Theano's taps (scanopt/arguments.py): per sequence (default (0,)); per output, None for a
+    # per-step output, (-1,) for the previous value (default), else its negative taps, its
+    # initial value then holding the -min(taps) values before the first step.
+    seq_taps: list[tuple[int, ...]] = field(default_factory=list)
+    init_taps: list[tuple[int, ...] | None] = field(default_factory=list)
+    strict: bool = False  # arrays read from the enclosing scope are an error (Theano's strict)
+
+    def sequence_taps(self) -> list[tuple[int, ...]]:
+        return self.seq_taps or [(0,)] * len(self.sequences)
+
+    def output_taps(self) -> list[tuple[int, ...] | None]:
+        return self.init_taps or [None if a is None else (-1,) for a in self.inits]
 
 
 @dataclass
@@ -90,11 +106,34 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
 
     def build(self) -> BuiltLoop:
         spec = self.spec
-        slice_types = [ir_type(AVal(a.dtype, a.shape[1:])) for a in spec.sequences]
-        carry_types = [ir_type(a) for a in spec.inits if a is not None]
+        # Block arguments: one slice per sequence tap; per fed-back output a register of the
+        # values its taps read (x[t-m] ... x[t-1], oldest first); the non-sequences.
+        slice_types, slice_of, offsets = [], [], []
+        for i, (aval, taps) in enumerate(zip(spec.sequences, spec.sequence_taps())):
+            for k in taps:  # the window's first row is what the lowest tap reads at step 0
+                slice_types.append(ir_type(AVal(aval.dtype, aval.shape[1:])))
+                slice_of.append(i)
+                offsets.append(k - min(taps))
+        registers: list[tuple[int, int] | None] = []  # per output: (first carry, length)
+        carry_types = []
+        for aval, taps in zip(spec.inits, spec.output_taps()):
+            if aval is None:
+                registers.append(None)
+                continue
+            value = aval if taps == (-1,) else AVal(aval.dtype, aval.shape[1:])
+            registers.append((len(carry_types), -min(taps)))
+            carry_types.extend([ir_type(value)] * -min(taps))
         param_types = [ir_type(a) for a in spec.non_sequences]
         self.block = Block(arg_types=[*slice_types, *carry_types, *param_types])
         args = list(self.block.args)
+        n_slices, n_carries = len(slice_types), len(carry_types)
+        carry_args = args[n_slices:n_slices + n_carries]
+        step_args = args[:n_slices]
+        for register, taps in zip(registers, spec.output_taps()):
+            if register is not None:
+                first, length = register
+                step_args.extend(carry_args[first + length + k] for k in taps)
+        step_args.extend(args[n_slices + n_carries:])
 
         target, base = unwrap_callable(self.root_fn)
         if target is not None:
@@ -102,47 +141,86 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
             self.target_fn = target
             self.root_context = context
             prefix, bound_kwargs = self._bound_arguments(context)
-            result, return_node = self._call_root(context, args, prefix, bound_kwargs)
+            result, return_node = self._call_root(context, step_args, prefix, bound_kwargs)
         else:
-            result, return_node = self._call_numpy_root(args)
+            result, return_node = self._call_numpy_root(step_args)
+        _name_registers(carry_args, registers)
 
-        returned = list(result.items) if isinstance(result, TupleVal) else [result]
-        yielded, order = self._check_outputs(returned, return_node)
+        returned, until = self._split_until(result, return_node)
+        targets = [None if r is None else carry_args[r[0] + r[1] - 1] for r in registers]
+        new_values, is_carry = self._check_outputs(returned, return_node, targets)
         keep = self._keep(len(returned), return_node)
+        # Yielded: every register shifted by one step (the new value last), then the per-step
+        # outputs. position[u]: where the u-th returned value's history is.
+        yielded, position = [], {}
+        for u, (value, carry) in enumerate(zip(new_values, is_carry)):
+            if carry:
+                first, length = registers[u]
+                yielded.extend(carry_args[first + 1:first + length])
+                position[u] = len(yielded)
+                yielded.append(value)
+        for u, (value, carry) in enumerate(zip(new_values, is_carry)):
+            if not carry:
+                position[u] = len(yielded)
+                yielded.append(value)
         with ImplicitBuilder(self.block):
-            scan.YieldOp(*yielded)
+            scan.YieldOp(*yielded, until=until)
+        internal = [k for k in range(n_carries) if k not in position.values()]
 
         out_types = []
-        for value in yielded:
+        for k, value in enumerate(yielded):
             aval = aval_of(value.type)
+            if k in internal:  # a register's older values: only the last is kept
+                out_types.append(value.type if isinstance(value.type, TensorType)
+                                 else TensorType(value.type, []))
+                continue
             stacked = AVal(np.asarray(aval.dummy()).dtype, (None, *aval.shape))
             out_types.append(ir_type(stacked))
         # The function's arguments: sequences, initial states, non-sequences, captures, n_steps.
         seq_types = [ir_type(a) for a in spec.sequences]
-        fn_types = [*seq_types, *carry_types, *param_types, *self.capture_types, IndexType()]
+        init_types = [ir_type(a) for a in spec.inits if a is not None]
+        fn_types = [*seq_types, *init_types, *param_types, *self.capture_types, IndexType()]
         fblock = Block(arg_types=fn_types)
-        names = self._argument_names()
-        n_seq, n_carry = len(seq_types), len(carry_types)
-        for arg, name in zip(fblock.args, names):
+        for arg, name in zip(fblock.args, self._argument_names(slice_of, carry_args, registers)):
             arg.name_hint = name
         fargs = list(fblock.args)
+        n_seq, n_init = len(seq_types), len(init_types)
         with ImplicitBuilder(fblock):
+            inits = []
+            for init, register, taps in zip(
+                    fargs[n_seq:n_seq + n_init], [r for r in registers if r is not None],
+                    [t for t in spec.output_taps() if t is not None]):
+                if taps == (-1,):
+                    inits.append(init)
+                    continue
+                for j in range(register[1]):  # the register starts with the initial rows
+                    row = scan.IndexOp(init, [], [str(j)], carry_args[register[0] + j].type)
+                    row.result.name_hint = carry_args[register[0] + j].name_hint
+                    inits.append(row.result)
             loop = scan.LoopOp(
-                fargs[:n_seq], fargs[n_seq : n_seq + n_carry], fargs[n_seq + n_carry : -1],
+                [fargs[i] for i in slice_of], inits, fargs[n_seq + n_init:-1],
                 Region(self.block), out_types, n_steps=fargs[-1], reverse=spec.reverse,
             )
-            carry_names = [arg.name_hint for arg in loop.carry_args]
+            properties = {}
+            if any(offsets):
+                properties["seq_offsets"] = DenseArrayBase.from_list(i64, offsets)
+            if internal:
+                properties["keep_last"] = DenseArrayBase.from_list(i64, internal)
+            loop.properties.update(properties)
             for k, (res, value) in enumerate(zip(loop.outs, yielded)):
-                hint = carry_names[k] if k < len(carry_names) else value.name_hint
+                hint = carry_args[k].name_hint if k < n_carries else value.name_hint
+                if hint and k < n_carries and _register_length(registers, k) > 1:
+                    hint = tap_base_name(hint)  # x_tm1 → xs: the history of x
                 if hint:
-                    res.name_hint = hint + "s"
+                    res.name_hint = hint + ("_last" if k in internal else "s")
             # The function returns the histories in the order the step returns its values.
             results = []
-            for user_index, k in enumerate(order):
+            for u in range(len(returned)):
+                k = position[u]
                 value = loop.outs[k]
-                if keep[user_index] == "last":
-                    init = fargs[n_seq + k] if k < n_carry else None
-                    last = scan.LastOp(value, init, yielded[k].type)
+                if keep[u] == "last":
+                    last = scan.LastOp(value, inits[k] if k < n_carries else None,
+                                       yielded[k].type)
                     last.results[0].name_hint = (value.name_hint or "out")[:-1] + "_last" \
                         if value.name_hint else "last"
                     value = last.result
@@ -151,25 +229,53 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
         name = getattr(self.target_fn or self.root_fn, "__name__", "step")
         if not name.isidentifier():
             name = "step"
-        function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock))
+        # A sequence read at several taps comes as a window with rows beyond the steps: say
+        # how many, so that buffers sized by n_steps are not used for values made from it.
+        extra = [window_extra_rows(taps) for taps in spec.sequence_taps()]
+        arg_attrs = None
+        if any(extra):
+            arg_attrs = ArrayAttr([DictionaryAttr(
+                {EXTRA_ROWS: IntegerAttr(extra[k], i64)} if k < len(extra) and extra[k] else {})
+                for k in range(len(fn_types))])
+        function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock),
+                               arg_attrs=arg_attrs)
         module = ModuleOp([function])
-        return BuiltLoop(module, self.plan, len(yielded))
+        return BuiltLoop(module, self.plan, len(results))
 
-    def _argument_names(self) -> list[str]:
+    def _split_until(self, result: Value, node) -> tuple[list[Value], SSAValue | None]:
+        """The returned values and the ``until`` condition: ``until(c)``, ``h, c_, until(c)``
+        or ``(h, c_), until(c)``."""
+        if isinstance(result, UntilVal):
+            return [], result.condition
+        items = list(result.items) if isinstance(result, TupleVal) else [result]
+        until = None
+        if items and isinstance(items[-1], UntilVal):
+            until = items.pop().condition
+            if len(items) == 1 and isinstance(items[0], TupleVal):
+                items = list(items[0].items)
+        if any(isinstance(v, UntilVal) for v in items):
+            raise ScanValueError("scanopt.until(...) must be the last value the step returns",
+                                 self._loc(node),
+                                 hint="Write `return h, c, scanopt.until(cond)`.")
+        return items, until
+
+    def _argument_names(self, slice_of: list[int], carry_args, registers) -> list[str]:
+        """Names of the function's arguments: a sequence is named after its slice (X for x_t),
+        an initial value after its carry (h_init), then non-sequences and captures."""
+        spec = self.spec
+        slice_names = [arg.name_hint or f"arg{arg.index}" for arg in self.block.args]
         names = []
-        for arg in self.block.args:
-            names.append(arg.name_hint or f"arg{arg.index}")
-        n_seq = len(self.spec.sequences)
-        # Outside the loop a sequence is the whole array: X for a slice named x_t or x.
-        outer = []
-        for k, name in enumerate(names):
-            if k < n_seq:
-                outer.append(_sequence_name(name))
-            elif k < n_seq + sum(a is not None for a in self.spec.inits):
-                outer.append(name + "_init")
-            else:
-                outer.append(name)
-        return [*outer, "n_steps"]
+        for i, taps in enumerate(spec.sequence_taps()):
+            own = [k for k, s in enumerate(slice_of) if s == i]
+            at_zero = [k for k, tap in zip(own, taps) if tap == 0]
+            name = slice_names[(at_zero or own)[0]]
+            names.append(_sequence_name(name if at_zero else tap_base_name(name)))
+        for register, taps in zip(registers, spec.output_taps()):
+            if register is not None:
+                last = carry_args[register[0] + register[1] - 1].name_hint or "carry"
+                names.append((last if taps == (-1,) else tap_base_name(last)) + "_init")
+        names.extend(slice_names[len(slice_of) + len(carry_args):])
+        return [*names, "n_steps"]
 
     def _bound_arguments(self, context: FunctionContext) -> tuple[list[Value], dict]:
         """Arguments bound before scan's: a method's ``self``, a partial's arguments."""
@@ -189,8 +295,8 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
     def _call_root(self, context: FunctionContext, args: list[SSAValue], prefix=(),
                    bound_kwargs=None) -> tuple[Value, ast.AST]:
         node = context.source.node
-        n_seq = len(self.spec.sequences)
-        n_carry = sum(a is not None for a in self.spec.inits)
+        n_seq = sum(len(taps) for taps in self.spec.sequence_taps())
+        n_carry = sum(len(taps) for taps in self.spec.output_taps() if taps is not None)
         n_params = len(self.spec.non_sequences)
         scope = Scope({}, context)
         try:
@@ -253,3 +359,27 @@ def _sequence_name(slice_name: str) -> str:
     """X for the slice x_t / x, so the generated code reads like the user's."""
     base = slice_name[:-2] if slice_name.endswith("_t") and len(slice_name) > 2 else slice_name
     return base.upper() if base.islower() and base.upper() != base else base + "_seq"
+
+
+def _register_length(registers, carry: int) -> int:
+    """How many carries hold the values of the output that carry number ``carry`` belongs to."""
+    for register in registers:
+        if register is not None and register[0] <= carry < register[0] + register[1]:
+            return register[1]
+    return 0
+
+
+def _name_registers(carry_args, registers) -> None:
+    """Register values the step does not take (x[t-2] with taps [-3, -1]) are named after the
+    others: ``x_tm2``."""
+    for register in registers:
+        if register is None:
+            continue
+        first, length = register
+        named = [a.name_hint for a in carry_args[first:first + length]
+                 if a.name_hint and not a.name_hint.startswith("arg")]
+        base = tap_base_name(named[-1]) if named else "carry"
+        for j in range(length):
+            arg = carry_args[first + j]
+            if not arg.name_hint or arg.name_hint.startswith("arg"):
+                arg.name_hint = f"{base}_tm{length - j}"

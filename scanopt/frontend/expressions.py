@@ -375,6 +375,9 @@ class ExpressionWalker:
                     "not support", loc,
                     hint="Create a generator with np.random.default_rng(seed) and pass it as a "
                          "non-sequence (or capture it); then call rng.binomial(...), etc.")
+            if isinstance(module, types.ModuleType) and module.__name__ == "scanopt" and \
+                    attr in ("until", "scan"):
+                return PyObject(getattr(module, attr))
             if isinstance(module, types.ModuleType):
                 raise UnsupportedSyntax(f"`{module.__name__}.{attr}` is not supported inside a "
                                         "step function", loc, hint=SUBSET_HINT)

@@ -23,12 +23,12 @@ from scanopt.dialects.types import UnsupportedDtype, aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.captures import Path
 from scanopt.frontend.expressions import SUBSET_HINT
-from scanopt.frontend.numpy_functions import numpy_name
+from scanopt.frontend.numpy_functions import bind_call, numpy_name
 from scanopt.frontend.source import function_source
 from scanopt.frontend.values import (ArityError, BoundMethod, Const, FunctionContext, Instance,
                                      LocalFunction, PyFunction, PyObject, ReturnSignal, Scope,
-                                     TupleVal, Value, describe)
-from scanopt.signature import RngVal, is_python_scalar, signature_of
+                                     TupleVal, UntilVal, Value, describe)
+from scanopt.signature import AVal, RngVal, is_python_scalar, signature_of
 
 
 class NameResolver:
@@ -70,6 +70,13 @@ class NameResolver:
             if sig is None:
                 raise ScanTypeError(f"`{name}` is an array of dtype {obj.dtype}, which scanopt "
                                     "does not support", loc)
+            if self.spec.strict:
+                what = "a generator" if isinstance(obj, np.random.Generator) else "an array"
+                raise ScanValueError(
+                    f"`{name}` is {what} the step reads from its enclosing scope, which "
+                    "strict=True forbids", loc,
+                    hint=f"Pass `{name}` in non_sequences (and take it as a parameter of the "
+                         "step), or call scan with strict=False to capture it automatically.")
             self.plan.add(path, sig)
             if path not in self.capture_args:
                 try:
@@ -136,6 +143,8 @@ class NameResolver:
             if isinstance(obj, type) and issubclass(obj, np.generic) or obj in (float, int,
                                                                                  bool):
                 return self._dtype_call(obj, args, kwargs, node, scope)
+            if obj is _until_class():
+                return self._until(args, kwargs, node, scope)
             name = numpy_name(obj)
             if name is not None:
                 return self._numpy_call(name, args, kwargs, node, scope)
@@ -147,6 +156,19 @@ class NameResolver:
                 hint=SUBSET_HINT + " To use another function, write it in NumPy as a Python "
                      "helper function.")
         raise UnsupportedSyntax(f"{describe(fn_value)} is not callable", loc)
+
+    def _until(self, args, kwargs, node, scope: Scope) -> UntilVal:
+        """``scanopt.until(cond)``: a scalar condition that stops the loop after this step."""
+        bound = bind_call("scanopt.until", ["condition"], args, kwargs, node, scope)
+        condition = self._materialize(bound["condition"], node, scope)
+        aval = aval_of(condition.type)
+        if not isinstance(aval, AVal) or aval.shape != ():
+            raise ScanValueError(
+                f"scanopt.until needs a scalar condition, got {describe(condition)}",
+                scope.context.source.loc(node),
+                hint="Reduce it to one value, e.g. until(np.all(np.abs(dx) < tol)) or "
+                     "until(err.max() < tol).")
+        return UntilVal(condition)
 
     def _inline(self, fn: types.FunctionType, path: Path, args, kwargs, node, scope: Scope):
         code = fn.__code__
@@ -281,3 +303,9 @@ def _unique_capture_name(name: str, taken: list[str]) -> str:
     while candidate in taken:
         candidate, k = f"{name}_{k}", k + 1
     return candidate
+
+
+def _until_class():
+    from scanopt.api import until
+
+    return until

@@ -19,10 +19,11 @@ from scanopt.signature import RngVal, is_python_scalar
 class OutputChecker:
     """Checks the returned values against the carries and orders them for ``scan.yield``."""
 
-    def _check_outputs(self, returned: list[Value],
-                       node: ast.AST | None) -> tuple[list[SSAValue], list[int]]:
-        """The values to yield (carries first, then per-step outputs) and, for each returned
-        value in the user's order, its position among them."""
+    def _check_outputs(self, returned: list[Value], node: ast.AST | None,
+                       targets: list[SSAValue | None]) -> tuple[list[SSAValue], list[bool]]:
+        """The returned values as SSA values, checked against the carries, and whether each is
+        fed back. ``targets[k]``: the block argument that the k-th entry of ``outputs_info``
+        feeds (its type is what the step must return), None for a per-step output."""
         spec = self.spec
         loc = self._loc(node)
         if spec.outputs_given and len(returned) != len(spec.inits):
@@ -31,17 +32,14 @@ class OutputChecker:
                 f"outputs_info has {len(spec.inits)} entr{'ies' if len(spec.inits) != 1 else 'y'}",
                 loc, hint="Give one outputs_info entry per returned value (None for a value "
                           "that is not fed back).")
-        inits = spec.inits if spec.outputs_given else \
-            spec.inits + [None] * (len(returned) - len(spec.inits))
-        if len(returned) < len(inits):
+        targets = targets if spec.outputs_given else \
+            targets + [None] * (len(returned) - len(targets))
+        if len(returned) < len(targets):
             raise ScanValueError(
                 f"the step returns {len(returned)} value{'s' * (len(returned) != 1)}, but "
-                f"{len(inits)} outputs are expected", loc)
-        carries, outputs = [], []
-        is_carry = []
-        carry_args = iter(self.block.args[len(spec.sequences):])
-        mismatches = []
-        for k, (value, init) in enumerate(zip(returned, inits)):
+                f"{len(targets)} outputs are expected", loc)
+        values, mismatches = [], []
+        for k, (value, arg) in enumerate(zip(returned, targets)):
             if isinstance(value, Const) and (value.value is None or not
                                              is_python_scalar(value.value)):
                 raise ScanValueError(f"returned value #{k + 1} is {describe(value)}, not an "
@@ -54,26 +52,22 @@ class OutputChecker:
                                          "an array", loc)
             if isinstance(aval_of(value.type), RngVal):
                 raise ScanValueError("a step cannot return a generator", loc)
-            is_carry.append(init is not None)
-            if init is None:
-                outputs.append(value)
-                continue
-            arg = next(carry_args)
-            got = aval_of(value.type)
-            if got.weak and init.shape == () and got.dtype == init.dtype:
-                # A Python scalar for a 0-d carry of its own dtype (a float for float64): the
-                # plain loop stacks it as that dtype, so it is carried as one.
-                value = self._emit_at(scan.CastOp(value, arg.type), node)
-            if value.type != arg.type:
-                what = "dtype" if got.shape == init.shape else \
-                    "shape" if not got.weak and got.dtype == init.dtype else "type"
-                if not mismatches and isinstance(node, ast.Tuple | ast.List) and \
-                        len(node.elts) == len(returned):
-                    loc = self._loc(node.elts[k])
-                mismatches.append(
-                    f"The input carry `{arg.name_hint}` has type {init.describe()} but the step "
-                    f"returns {got.describe()} for it, so the {what}s do not match.")
-            carries.append(value)
+            if arg is not None:
+                init, got = aval_of(arg.type), aval_of(value.type)
+                if got.weak and init.shape == () and got.dtype == init.dtype:
+                    # A Python scalar for a 0-d carry of its own dtype (a float for float64):
+                    # the plain loop stacks it as that dtype, so it is carried as one.
+                    value = self._emit_at(scan.CastOp(value, arg.type), node)
+                if value.type != arg.type:
+                    what = "dtype" if got.shape == init.shape else \
+                        "shape" if not got.weak and got.dtype == init.dtype else "type"
+                    if not mismatches and isinstance(node, ast.Tuple | ast.List) and \
+                            len(node.elts) == len(returned):
+                        loc = self._loc(node.elts[k])
+                    mismatches.append(
+                        f"The input carry `{arg.name_hint}` has type {init.describe()} but the "
+                        f"step returns {got.describe()} for it, so the {what}s do not match.")
+            values.append(value)
         if mismatches:
             header = ("the step function's output type does not match its initial state "
                       "(outputs_info)")
@@ -84,11 +78,7 @@ class OutputChecker:
                 hint="\nRevise the step so that each fed-back output keeps the dtype and shape "
                      "of its initial value (for example .astype(h.dtype)), or pass an initial "
                      "value of the type the step returns.")
-        order, n_carry, n_out = [], 0, 0
-        for carry in is_carry:
-            order.append(n_carry if carry else len(carries) + n_out)
-            n_carry, n_out = n_carry + carry, n_out + (not carry)
-        return carries + outputs, order
+        return values, [arg is not None for arg in targets]
 
     def _keep(self, n_outputs: int, node: ast.AST | None) -> list[str]:
         keep = self.spec.keep

@@ -77,6 +77,13 @@ class BoundMethod:
     name: str
 
 
+@dataclass(frozen=True)
+class UntilVal:
+    """``scanopt.until(cond)``: the step's stop condition (a scalar value)."""
+
+    condition: SSAValue
+
+
 Value = Any  # SSAValue | Const | TupleVal | PyObject | PyFunction | LocalFunction | BoundMethod
 
 
@@ -152,4 +159,6 @@ def describe(value: Value) -> str:
         return "a function"
     if isinstance(value, BoundMethod):
         return f"the method .{value.name}"
+    if isinstance(value, UntilVal):
+        return "scanopt.until(...)"
     return repr(value)

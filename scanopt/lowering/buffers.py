@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import TensorType
+from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 
 from scanopt.dialects import scan
+from scanopt.dialects.scan import EXTRA_ROWS
 
 _VIEW_OPS = (scan.IndexOp, scan.TransposeOp, scan.ReshapeOp)
 _COMPARES = (scan.EqOp, scan.NeOp, scan.LtOp, scan.LeOp, scan.GtOp, scan.GeOp)
@@ -91,6 +92,13 @@ class _Planner:
         self.free: dict[tuple, list[str]] = {}
         self.yielded: dict[SSAValue, list[int]] = {}
         self.returned: set[SSAValue] = set()
+        # Carries whose value the next step passes on to another carry (the registers of an
+        # output read at several taps): it must live several steps, so no ping-pong pair.
+        self.shifted: set[int] = set()
+        loop = block.parent_op()
+        if isinstance(loop, scan.LoopOp) and isinstance(block.last_op, scan.YieldOp):
+            yielded_values = set(block.last_op.values)
+            self.shifted = {k for k, arg in enumerate(loop.carry_args) if arg in yielded_values}
 
     def run(self) -> None:
         for k, op in enumerate(self.ops):
@@ -195,7 +203,8 @@ class _Planner:
             first = outputs[0]
             if self.histories.get(first) and first not in self.plan.in_history:
                 return Target("history", output=first)
-            if first in self.carries and first not in self.plan.pingpong:
+            if first in self.carries and first not in self.plan.pingpong and \
+                    first not in self.shifted:
                 # Kept from step to step without a history: two arrays, written in turn, so
                 # the new value never overwrites the one this step reads.
                 pair = tuple(self.namer.fresh(f"{self.carries[first]}_{half}")
@@ -210,6 +219,8 @@ class _Planner:
             for operand in op.operands:
                 if self._can_overwrite(operand, k, result):
                     return Target("inplace", operand=operand)
+        if not rows_are_steps(result):
+            return None  # a workspace buffer's dynamic dimension is n_steps: not this value's
         key = (tuple(result.type.get_shape()), result.type.get_element_type())
         spare = self.free.get(key)
         if spare:
@@ -244,6 +255,26 @@ class _Planner:
                 continue
             key = (tuple(root.type.get_shape()), root.type.get_element_type())
             self.free.setdefault(key, []).append(storage[1])
+
+
+def rows_are_steps(value: SSAValue) -> bool:
+    """Whether ``value``'s dynamic dimension, if it has one, is the number of steps (what the
+    workspace sizes buffers by): not a sequence window with rows beyond the steps (taps), nor
+    the history of a loop that may stop early, nor anything made from those."""
+    if not isinstance(value.type, TensorType) or DYNAMIC_INDEX not in value.type.get_shape():
+        return True
+    owner = value.owner
+    if isinstance(owner, Block):
+        function = owner.parent_op()
+        if isinstance(function, func.FuncOp) and function.arg_attrs is not None:
+            attrs = function.arg_attrs.data[value.index].data
+            return EXTRA_ROWS not in attrs
+        return isinstance(function, func.FuncOp)
+    if isinstance(owner, scan.LoopOp):
+        return owner.until is None
+    dynamic = [o for o in owner.operands
+               if isinstance(o.type, TensorType) and DYNAMIC_INDEX in o.type.get_shape()]
+    return bool(dynamic) and all(rows_are_steps(o) for o in dynamic)
 
 
 def plan_block(block: Block, plan: BufferPlan, namer, histories: dict[int, bool] | None = None,

@@ -32,8 +32,9 @@ _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_e
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
 # Names the generated code uses itself (builtins it calls, the step index): never a variable's.
-_RESERVED = {"np", "range", "t", "float", "int", "bool", "abs", "min", "len"}
+_RESERVED = {"np", "range", "t", "float", "int", "bool", "abs", "min", "len", "_grown"}
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
+UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
 
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False) -> str:
@@ -46,9 +47,15 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
     if header:
         body.append(ast.Expr(ast.Constant(header)))
     body.append(ast.Import(names=[ast.alias("numpy", "np")]))
+    needs_grow_helper = False
     for op in module.ops:
         if isinstance(op, func.FuncOp):
-            body.extend(_FunctionEmitter(op, buffers=buffers).emit())
+            emitter = _FunctionEmitter(op, buffers=buffers)
+            body.extend(emitter.emit())
+            needs_grow_helper |= emitter.needs_grow_helper
+    if needs_grow_helper:
+        body[body.index(next(s for s in body if isinstance(s, ast.Import))) + 1:0] = \
+            _grown_helper()
     tree = ast.Module(body=body, type_ignores=[])
     ast.fix_missing_locations(tree)
     return _render(tree)
@@ -105,6 +112,7 @@ class _FunctionEmitter:
         self.last_line: tuple[str, int] | None = None
         self.use_buffers = buffers
         self.plan = BufferPlan()
+        self.needs_grow_helper = False
 
     def emit(self) -> list[ast.stmt]:
         block = self.function.body.block
@@ -331,6 +339,7 @@ class _FunctionEmitter:
         body = loop.block
         yield_op = body.last_op
         assert isinstance(yield_op, scan.YieldOp)
+        until = yield_op.until
         histories: list[str | None] = []
         last_only = loop.last_indices()
         last_outputs: dict[int, str] = {}  # per-step outputs kept last: their variable
@@ -350,11 +359,18 @@ class _FunctionEmitter:
             name = self.namer.name(result, hint + "s")
             histories.append(name)
             aval = aval_of(value.type)
-            shape = ast.Tuple([n_steps, *(ast.Constant(d) for d in aval.shape)], ast.Load())
+            # A loop that may stop early starts small and grows (n_steps is only its maximum).
+            rows = n_steps if until is None else _call("min", [n_steps, ast.Constant(
+                UNTIL_FIRST_ROWS)])
+            shape = ast.Tuple([rows, *(ast.Constant(d) for d in aval.shape)], ast.Load())
             out.append(ast.Assign(
                 [ast.Name(name, ast.Store())],
                 _np_call("empty", [shape], dtype=_dtype_expr(np.asarray(aval.dummy()).dtype))))
         self.histories = histories
+        if until is not None:
+            steps_run = self.namer.fresh("steps_run")
+            out.append(_comment("The loop stops after the first step whose until(...) holds."))
+            out.append(ast.Assign([ast.Name(steps_run, ast.Store())], n_steps))
         # Carries start from their initial values.
         carry_names = []
         for init, arg in zip(loop.inits, loop.carry_args):
@@ -373,7 +389,9 @@ class _FunctionEmitter:
         predraws = [(seq, arg) for seq, arg in zip(loop.sequences, loop.seq_args)
                     if isinstance(seq.owner, scan.RandomOp) and seq.owner.steps]
         chunk_start = ast.Name("t0", ast.Load())
-        for seq, arg in zip(loop.sequences, loop.seq_args):
+        if until is not None and any(name is not None for name in histories):
+            inner.extend(self._grow_histories(histories, n_steps))
+        for seq, arg, offset in zip(loop.sequences, loop.seq_args, loop.offsets()):
             if not arg.uses:
                 continue
             position: ast.expr = index
@@ -382,6 +400,8 @@ class _FunctionEmitter:
             elif loop.reverse is not None:
                 position = ast.BinOp(ast.BinOp(n_steps, ast.Sub(), ast.Constant(1)), ast.Sub(),
                                      index)
+            if offset:  # a tap: this slice is `offset` rows further into the sequence
+                position = ast.BinOp(position, ast.Add(), ast.Constant(offset))
             inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
                                     ast.Subscript(self._use(seq), position, ast.Load())))
         for op in body.ops:
@@ -412,17 +432,31 @@ class _FunctionEmitter:
             elif pairs:
                 inner.append(ast.Assign([ast.Tuple([p[0] for p in pairs], ast.Store())],
                                         ast.Tuple([p[1] for p in pairs], ast.Load())))
+        if until is not None:
+            inner.append(ast.If(self._use(until), [
+                ast.Assign([ast.Name(steps_run, ast.Store())],
+                           ast.BinOp(index, ast.Add(), ast.Constant(1))),
+                ast.Break()], []))
         if not inner:
             inner.append(ast.Pass())
         if predraws:
-            out.extend(self._chunked_loop(predraws, n_steps, inner))
+            out.extend(self._chunked_loop(predraws, n_steps, inner,
+                                          steps_run if until is not None else None))
         else:
             out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner,
                                []))
+        if until is not None:
+            for name in histories:
+                if name is not None:  # the steps that ran
+                    out.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
+                        ast.Name(name, ast.Load()),
+                        ast.Slice(None, ast.Name(steps_run, ast.Load())), ast.Load())))
         for k, (result, name) in enumerate(zip(loop.outs, histories)):
             if name is not None:
                 self.namer.names[result] = name
                 continue
+            if not result.uses:
+                continue  # an older value of an output read at several taps
             # Only the last value is kept: hand the user a copy, never a buffer of the loop
             # (nor, after zero steps, their own initial array).
             source = carry_names[k] if k < len(carry_names) else last_outputs[k]
@@ -434,8 +468,24 @@ class _FunctionEmitter:
             out.append(ast.Assign([ast.Name(final, ast.Store())], copy))
         return out
 
-    def _chunked_loop(self, predraws, n_steps: ast.expr, inner: list[ast.stmt]):
-        """The step loop inside a loop over chunks of steps, drawing each chunk's randoms first."""
+    def _grow_histories(self, histories: list[str | None], n_steps: ast.expr) -> list[ast.stmt]:
+        """``if t == len(xs): xs = _grown(xs, n_steps)``: room for this step's row."""
+        self.needs_grow_helper = True
+        statements = []
+        for name in histories:
+            if name is None:
+                continue
+            history = ast.Name(name, ast.Load())
+            statements.append(ast.If(
+                ast.Compare(ast.Name("t", ast.Load()), [ast.Eq()], [_call("len", [history])]),
+                [ast.Assign([ast.Name(name, ast.Store())], _call("_grown", [history, n_steps]))],
+                []))
+        return statements
+
+    def _chunked_loop(self, predraws, n_steps: ast.expr, inner: list[ast.stmt],
+                      steps_run: str | None = None):
+        """The step loop inside a loop over chunks of steps, drawing each chunk's randoms first.
+        ``steps_run``: the variable that an early stop (until) sets below n_steps."""
         self.namer.taken.update({"t0", "steps_here"})
         bytes_per_step = sum(
             int(np.prod(aval_of(arg.type).shape)) * aval_of(arg.type).dtype.itemsize
@@ -477,6 +527,9 @@ class _FunctionEmitter:
         body.append(ast.For(ast.Name("t", ast.Store()), _call("range", [
             ast.Name("t0", ast.Load()),
             ast.BinOp(ast.Name("t0", ast.Load()), ast.Add(), steps_here)]), inner, []))
+        if steps_run is not None:
+            body.append(ast.If(ast.Compare(ast.Name(steps_run, ast.Load()), [ast.Lt()],
+                                           [n_steps]), [ast.Break()], []))
         if released:
             body.append(ast.Assign([ast.Name(n, ast.Store()) for n in released],
                                    ast.Constant(None)))
@@ -609,6 +662,19 @@ class _FunctionEmitter:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _grown_helper() -> list[ast.stmt]:
+    """``_grown(history, n_steps)``: a history with room for twice as many steps (at most
+    ``n_steps``), for loops that may stop early (their n_steps is only a maximum)."""
+    source = (
+        "def _grown(history, n_steps):\n"
+        "    \"\"\"The history with room for twice as many steps, at most n_steps.\"\"\"\n"
+        "    bigger = np.empty((min(2 * len(history), n_steps), *history.shape[1:]), "
+        "history.dtype)\n"
+        "    bigger[:len(history)] = history\n"
+        "    return bigger\n")
+    return ast.parse(source).body
 
 
 def _logistic_in_place(rng: ast.expr, name: str, dtype: np.dtype) -> list[ast.stmt]:

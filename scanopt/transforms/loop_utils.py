@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
+from xdsl.dialects.builtin import DYNAMIC_INDEX, DenseArrayBase, TensorType, i64
 from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import Pure
@@ -65,9 +65,12 @@ def rank(t: Attribute) -> int:
 
 def rebuild_loop(loop: scan.LoopOp, *, sequences: Sequence[SSAValue] = (),
                  non_seqs: Sequence[SSAValue] = (), out_types: Sequence[Attribute] | None = None,
-                 properties: dict | None = None) -> scan.LoopOp:
+                 properties: dict | None = None,
+                 offsets: Sequence[int] | None = None) -> scan.LoopOp:
     """Replace ``loop`` with one that has extra sequences/non-sequences (block arguments added
-    for them, appended to their group) and moves the body over. Returns the new loop."""
+    for them, appended to their group) and moves the body over. Returns the new loop.
+
+    ``offsets``: the row each new sequence reads at step 0 (default 0)."""
     block = loop.block
     for k, seq in enumerate(sequences):
         assert isinstance(seq.type, TensorType)
@@ -83,8 +86,12 @@ def rebuild_loop(loop: scan.LoopOp, *, sequences: Sequence[SSAValue] = (),
     )
     for key, value in (properties or {}).items():
         new.properties[key] = value
+    all_offsets = [*loop.offsets(), *(offsets if offsets is not None else [0] * len(sequences))]
+    if any(all_offsets):
+        new.properties["seq_offsets"] = DenseArrayBase.from_list(i64, all_offsets)
     for key in loop.properties:
-        if key not in ("reverse", "operandSegmentSizes") and key not in new.properties:
+        if key not in ("reverse", "operandSegmentSizes", "seq_offsets") and \
+                key not in new.properties:
             new.properties[key] = loop.properties[key]
     for key, value in loop.attributes.items():
         new.attributes[key] = value
@@ -186,12 +193,10 @@ def batched_clone(op: Operation, operands: Sequence[SSAValue], batched: Sequence
 def remove_outputs(loop: scan.LoopOp, indices: set[int]) -> scan.LoopOp:
     """A loop without the yielded values (and results) at ``indices``, which must be unused
     outside. ``keep_last`` indices are renumbered."""
-    from xdsl.dialects.builtin import DenseArrayBase, i64
-
     yield_op = loop.block.last_op
     assert isinstance(yield_op, scan.YieldOp)
     kept = [k for k in range(len(loop.outs)) if k not in indices]
-    new_yield = scan.YieldOp(*(yield_op.values[k] for k in kept))
+    new_yield = scan.YieldOp(*(yield_op.values[k] for k in kept), until=yield_op.until)
     Rewriter.replace_op(yield_op, new_yield)
     props = {}
     if loop.keep_last is not None:
@@ -204,6 +209,8 @@ def remove_outputs(loop: scan.LoopOp, indices: set[int]) -> scan.LoopOp:
                       reverse=loop.reverse is not None)
     for key, value in props.items():
         new.properties[key] = value
+    if loop.seq_offsets is not None:
+        new.properties["seq_offsets"] = loop.seq_offsets
     for key, value in loop.attributes.items():
         new.attributes[key] = value
     results: list[SSAValue | None] = [None] * len(loop.outs)

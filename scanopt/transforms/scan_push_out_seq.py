@@ -48,6 +48,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
+from scanopt.arguments import tap_base_name
 from scanopt.dialects import scan
 from scanopt.transforms.loop_utils import (
     batched_clone,
@@ -61,9 +62,15 @@ from scanopt.transforms.remarks import describe_type, expression_text, remark
 
 def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     whole: dict[SSAValue, SSAValue] = dict(zip(loop.seq_args, loop.sequences))
+    # The row of the whole value that step 0 reads (Theano's taps read one sequence at several
+    # offsets): an op runs over whole sequences only if its operands are read at one offset.
+    offset: dict[SSAValue, int] = dict(zip(loop.seq_args, loop.offsets()))
     outer: dict[SSAValue, SSAValue] = dict(zip(loop.param_args, loop.non_seqs))
     constants: dict[SSAValue, Operation] = {}
     pushed: list[Operation] = []
+    # The same op on the same whole values (``u[t-4] @ W`` and ``u[t] @ W`` on one sequence)
+    # runs once; each tap reads it at its own offset.
+    made: dict[tuple, SSAValue] = {}
     for op in list(loop.block.ops):
         if isinstance(op, arith.ConstantOp):
             constants[op.result] = op
@@ -75,6 +82,9 @@ def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
         batched = [o in whole for o in op.operands]
         if not any(batched):
             continue  # invariant: scan-licm's business
+        offsets = {offset[o] for o, b in zip(op.operands, batched) if b}
+        if len(offsets) != 1:
+            continue  # rows of one sequence at different taps: not one op over whole arrays
         for o in op.operands:
             if o in constants and o not in outer:
                 copy = constants[o].clone()
@@ -84,11 +94,18 @@ def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
         new = batched_clone(op, operands, batched, exact)
         if new is None:
             continue
-        insert_before(new, loop)
         if op.results[0].name_hint is None:
             op.results[0].name_hint = _step_name(op, whole)
-        new.results[0].name_hint = _whole_name(op.results[0].name_hint)
-        whole[op.results[0]] = new.results[0]
+        key = (new.name, tuple(new.operands), tuple(sorted(
+            (k, str(v)) for k, v in new.properties.items())))
+        if key in made:
+            whole[op.results[0]] = made[key]
+            new.erase()
+        else:
+            insert_before(new, loop)
+            new.results[0].name_hint = _whole_name(op.results[0].name_hint)
+            whole[op.results[0]] = made[key] = new.results[0]
+        offset[op.results[0]] = offsets.pop()
         pushed.append(op)
     if not pushed:
         return loop
@@ -96,18 +113,22 @@ def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     needed = [op.results[0] for op in pushed
               if any(use.operation not in pushed_set for use in op.results[0].uses)]
     n_seqs = len(loop.sequences)
-    loop = rebuild_loop(loop, sequences=[whole[v] for v in needed])
+    loop = rebuild_loop(loop, sequences=[whole[v] for v in needed],
+                        offsets=[offset[v] for v in needed])
     for value, arg in zip(needed, list(loop.seq_args)[n_seqs:]):
         arg.name_hint = value.name_hint
         value.replace_uses_with_if(arg, lambda use: use.operation not in pushed_set)
     erase_ops(pushed)
-    gemms = [op for op in pushed if isinstance(op, scan.MatmulOp)]
-    for op in gemms:
-        new = whole[op.results[0]].owner
+    gemms: dict[Operation, list[Operation]] = {}  # one GEMM may serve several taps
+    for op in pushed:
+        if isinstance(op, scan.MatmulOp):
+            gemms.setdefault(whole[op.results[0]].owner, []).append(op)
+    for new, ops in gemms.items():
         lhs, rhs = new.operands
         remark("scan-push-out-seq",
-               f"{expression_text(op)}: one {describe_type(lhs.type)} @ "
-               f"{describe_type(rhs.type)} GEMM before the loop instead of one per step", [op])
+               f"{', '.join(dict.fromkeys(expression_text(op) for op in ops))}: one "
+               f"{describe_type(lhs.type)} @ {describe_type(rhs.type)} GEMM before the loop "
+               "instead of one per step", ops)
     others = [op for op in pushed if not isinstance(op, scan.MatmulOp)]
     if others:
         remark("scan-push-out-seq",
@@ -129,7 +150,7 @@ def _step_name(op: Operation, whole: dict) -> str | None:
     """A name for an unnamed per-step value: ``x_t @ W_i`` → ``xW_i_t``; an elementwise op on
     one sequence value (``xW_t + b``) keeps that value's name."""
     if isinstance(op, scan.MatmulOp) and op.lhs.name_hint and op.rhs.name_hint:
-        lhs = op.lhs.name_hint.removesuffix("_t")
+        lhs = tap_base_name(op.lhs.name_hint)  # u_tm4 @ W and u_t @ W: one GEMM, U @ W
         return f"{lhs}{op.rhs.name_hint.removesuffix('_1')}_t"
     if isinstance(op, scan.ElementwiseOp):
         named = [o.name_hint for o in op.operands if o in whole and o.name_hint]

@@ -44,10 +44,36 @@ func.func @loop_forms(%X: tensor<?x2x3xf32>, %h0: tensor<2x4xf32>, %W: tensor<3x
 
 // CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "loop_forms"
 // CHECK-GENERIC:         %hs = "scan.loop"(%X, %h0, %W, %n) <{reverse, operandSegmentSizes = array<i32: 1, 1, 1, 1>}> ({
-// CHECK-GENERIC:           "scan.yield"(%0) : (tensor<2x4xf32>) -> ()
+// CHECK-GENERIC:           "scan.yield"(%0) <{operandSegmentSizes = array<i32: 1, 0>}> : (tensor<2x4xf32>) -> ()
 // CHECK-GENERIC-NEXT:    }) : (tensor<?x2x3xf32>, tensor<2x4xf32>, tensor<3x4xf32>, index) -> tensor<?x2x4xf32>
 // CHECK-GENERIC-NEXT:    %last = "scan.loop"(%h0, %n) <{keep_last = array<i64: 0>, operandSegmentSizes = array<i32: 0, 1, 0, 1>}> ({
 // CHECK-GENERIC:         %ys = "scan.loop"(%X, %W) <{operandSegmentSizes = array<i32: 1, 0, 1, 0>}> ({
+
+// -----
+
+// Theano's taps and until: one array read at two taps is two sequences of the loop with other
+// `seq_offsets` (the row each reads at step 0); `until` on scan.yield stops the loop after the
+// first step where it holds.
+func.func @taps_until(%U: tensor<?x3xf32>, %x0: tensor<3xf32>, %n: index) -> tensor<?x3xf32> {
+  %xs = scan.loop seqs(%U, %U : tensor<?x3xf32>, tensor<?x3xf32>) init(%x0 : tensor<3xf32>) steps %n -> tensor<?x3xf32> {
+  ^bb0(%u_tm2: tensor<3xf32>, %u_t: tensor<3xf32>, %x: tensor<3xf32>):
+    %0 = scan.add %u_tm2, %u_t : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32>
+    %1 = scan.add %x, %0 : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32>
+    %2 = scan.reduce %1 {kind = "sum"} : (tensor<3xf32>) -> tensor<f32>
+    %3 = arith.constant 1.000000e+01 : f64
+    %stop = scan.gt %2, %3 : (tensor<f32>, f64) -> tensor<i1>
+    scan.yield %1 : tensor<3xf32> until %stop : tensor<i1>
+  } {seq_offsets = array<i64: 0, 2>}
+  func.return %xs : tensor<?x3xf32>
+}
+
+// CHECK-LABEL: func.func @taps_until
+// CHECK:         %xs = scan.loop seqs(%U, %U : tensor<?x3xf32>, tensor<?x3xf32>) init(%x0 : tensor<3xf32>) steps %n -> tensor<?x3xf32> {
+// CHECK:           scan.yield %1 : tensor<3xf32> until %stop : tensor<i1>
+// CHECK-NEXT:    } {seq_offsets = array<i64: 0, 2>}
+
+// CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "taps_until"
+// CHECK-GENERIC:         "scan.yield"(%1, %stop) <{operandSegmentSizes = array<i32: 1, 1>}> : (tensor<3xf32>, tensor<i1>) -> ()
 
 // -----
 

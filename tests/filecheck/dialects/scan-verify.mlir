@@ -132,3 +132,29 @@ func.func @parse_error(%x: tensor<4xf32>) {
 
 // CHECK:      scan-verify.mlir:[[# @LINE - 4]]:{{[0-9]+}}: error: Operation scan.bogus is not registered
 // CHECK-NEXT:   %0 = scan.bogus %x : (tensor<4xf32>) -> tensor<4xf32>
+
+// -----
+
+func.func @until_not_scalar(%h0: tensor<4xf32>, %n: index) -> tensor<?x4xf32> {
+  %hs = scan.loop init(%h0 : tensor<4xf32>) steps %n -> tensor<?x4xf32> {
+  ^bb0(%h: tensor<4xf32>):
+    %c = arith.constant 0.000000e+00 : f64
+    %stop = scan.gt %h, %c : (tensor<4xf32>, f64) -> tensor<4xi1>
+    scan.yield %h : tensor<4xf32> until %stop : tensor<4xi1>
+  }
+  func.return %hs : tensor<?x4xf32>
+}
+
+// CHECK: Expected the until condition to be a scalar, but got tensor<4xi1>.
+
+// -----
+
+func.func @offsets_count(%X: tensor<?x4xf32>, %n: index) -> tensor<?x4xf32> {
+  %ys = scan.loop seqs(%X : tensor<?x4xf32>) steps %n -> tensor<?x4xf32> {
+  ^bb0(%x_t: tensor<4xf32>):
+    scan.yield %x_t : tensor<4xf32>
+  } {seq_offsets = array<i64: 0, 1>}
+  func.return %ys : tensor<?x4xf32>
+}
+
+// CHECK: Expected 1 sequence offsets, but got 2.
