@@ -606,6 +606,32 @@ class LastOp(IRDLOperation):
                          result_types=[result_type])
 
 
+def extra_rows(value: SSAValue) -> int | None:
+    """How many rows beyond the number of steps a value with a dynamic leading dimension has:
+    0 for one row per step, ``max(taps) - min(taps)`` for a sequence window read at several taps
+    (function arguments say so with ``scan.extra_rows``), None when that is not known before
+    running (the history of a loop that may stop early, or values made from arrays of different
+    lengths)."""
+    from xdsl.dialects.builtin import DYNAMIC_INDEX
+    from xdsl.ir import Block
+
+    owner = value.owner
+    if isinstance(owner, Block):
+        function = owner.parent_op()
+        attrs = getattr(function, "arg_attrs", None)
+        if attrs is not None and value.index < len(attrs.data):
+            rows = attrs.data[value.index].data.get(EXTRA_ROWS)
+            if rows is not None:
+                return rows.value.data
+        return 0
+    if isinstance(owner, LoopOp):
+        return 0 if owner.until is None else None
+    dynamic = [o for o in owner.operands if isinstance(o.type, TensorType)
+               and DYNAMIC_INDEX in o.type.get_shape()]
+    rows = {extra_rows(o) for o in dynamic}
+    return rows.pop() if len(rows) == 1 else None
+
+
 Scan = Dialect(
     "scan",
     [

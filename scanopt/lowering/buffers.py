@@ -24,7 +24,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 
 from scanopt.dialects import scan
-from scanopt.dialects.scan import EXTRA_ROWS
+from scanopt.dialects.scan import extra_rows
 
 _VIEW_OPS = (scan.IndexOp, scan.TransposeOp, scan.ReshapeOp)
 _COMPARES = (scan.EqOp, scan.NeOp, scan.LtOp, scan.LeOp, scan.GtOp, scan.GeOp)
@@ -263,18 +263,7 @@ def rows_are_steps(value: SSAValue) -> bool:
     the history of a loop that may stop early, nor anything made from those."""
     if not isinstance(value.type, TensorType) or DYNAMIC_INDEX not in value.type.get_shape():
         return True
-    owner = value.owner
-    if isinstance(owner, Block):
-        function = owner.parent_op()
-        if isinstance(function, func.FuncOp) and function.arg_attrs is not None:
-            attrs = function.arg_attrs.data[value.index].data
-            return EXTRA_ROWS not in attrs
-        return isinstance(function, func.FuncOp)
-    if isinstance(owner, scan.LoopOp):
-        return owner.until is None
-    dynamic = [o for o in owner.operands
-               if isinstance(o.type, TensorType) and DYNAMIC_INDEX in o.type.get_shape()]
-    return bool(dynamic) and all(rows_are_steps(o) for o in dynamic)
+    return extra_rows(value) == 0
 
 
 def plan_block(block: Block, plan: BufferPlan, namer, histories: dict[int, bool] | None = None,

@@ -462,8 +462,10 @@ class _FunctionEmitter:
             source = carry_names[k] if k < len(carry_names) else last_outputs[k]
             final = self.namer.name(result, result.name_hint or f"{source}_last")
             value = ast.Name(source, ast.Load())
-            copy = _np_call("array", [value]) if not isinstance(
-                yield_op.values[k].type, TensorType) else \
+            # np.array: a 0-d value may be a NumPy scalar at run time; the user gets an array.
+            value_type = yield_op.values[k].type
+            copy = _np_call("array", [value]) if not isinstance(value_type, TensorType) or \
+                not value_type.get_shape() else \
                 ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
             out.append(ast.Assign([ast.Name(final, ast.Store())], copy))
         return out
@@ -610,12 +612,16 @@ class _FunctionEmitter:
         if isinstance(op, scan.RandomOp):
             return self._random(op, operands)
         if isinstance(op, scan.LastOp):
-            last = ast.Call(ast.Attribute(ast.Subscript(operands[0], _int_literal(-1),
-                                                        ast.Load()), "copy", ast.Load()), [], [])
+            def copied(value: ast.expr) -> ast.expr:
+                # A row of a 1-D history is a NumPy scalar: np.array makes it an array again.
+                if aval_of(op.result.type).shape == ():
+                    return _np_call("array", [value])
+                return ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
+
+            last = copied(ast.Subscript(operands[0], _int_literal(-1), ast.Load()))
             if len(operands) == 1:
                 return last
-            initial = ast.Call(ast.Attribute(operands[1], "copy", ast.Load()), [], [])
-            return ast.IfExp(_call("len", [operands[0]]), last, initial)
+            return ast.IfExp(_call("len", [operands[0]]), last, copied(operands[1]))
         raise NotImplementedError(f"no NumPy lowering for {op.name}")
 
     @staticmethod

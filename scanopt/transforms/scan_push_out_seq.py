@@ -63,8 +63,11 @@ from scanopt.transforms.remarks import describe_type, expression_text, remark
 def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
     whole: dict[SSAValue, SSAValue] = dict(zip(loop.seq_args, loop.sequences))
     # The row of the whole value that step 0 reads (Theano's taps read one sequence at several
-    # offsets): an op runs over whole sequences only if its operands are read at one offset.
-    offset: dict[SSAValue, int] = dict(zip(loop.seq_args, loop.offsets()))
+    # offsets), and how many rows it has beyond the steps: an op runs over whole sequences only
+    # if its operands are read at one offset and are as long.
+    offset: dict[SSAValue, tuple[int, int | None]] = {
+        arg: (o, scan.extra_rows(seq))
+        for arg, seq, o in zip(loop.seq_args, loop.sequences, loop.offsets())}
     outer: dict[SSAValue, SSAValue] = dict(zip(loop.param_args, loop.non_seqs))
     constants: dict[SSAValue, Operation] = {}
     pushed: list[Operation] = []
@@ -83,7 +86,7 @@ def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
         if not any(batched):
             continue  # invariant: scan-licm's business
         offsets = {offset[o] for o, b in zip(op.operands, batched) if b}
-        if len(offsets) != 1:
+        if len(offsets) != 1 or None in next(iter(offsets)):
             continue  # rows of one sequence at different taps: not one op over whole arrays
         for o in op.operands:
             if o in constants and o not in outer:
@@ -114,7 +117,7 @@ def push_out_sequences(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
               if any(use.operation not in pushed_set for use in op.results[0].uses)]
     n_seqs = len(loop.sequences)
     loop = rebuild_loop(loop, sequences=[whole[v] for v in needed],
-                        offsets=[offset[v] for v in needed])
+                        offsets=[offset[v][0] for v in needed])
     for value, arg in zip(needed, list(loop.seq_args)[n_seqs:]):
         arg.name_hint = value.name_hint
         value.replace_uses_with_if(arg, lambda use: use.operation not in pushed_set)
