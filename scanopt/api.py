@@ -15,7 +15,9 @@ Environment variables (the complete list):
 from __future__ import annotations
 
 import functools
+import operator
 import os
+import random
 import sys
 import types
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ import numpy as np
 
 from scanopt import cache
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
-from scanopt.signature import RngVal, signature_of
+from scanopt.signature import signature_of
 
 _BACKENDS = ("numpy",)
 
@@ -162,65 +164,229 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
     if not callable(fn):
         raise ScanValueError(f"fn must be a function, got {type(fn).__name__}")
-    seqs = []
-    for k, s in enumerate(_as_list(sequences)):
-        if isinstance(s, dict):
-            raise ScanValueError(
-                f"sequences[{k}] is a dict: taps (dict(input=..., taps=[...])) are not "
-                "supported yet", hint="Pass the array itself and slice inside the step.")
-        array = np.asarray(s)
-        if array.ndim == 0:
-            raise ScanValueError(f"sequences[{k}] is a scalar; a sequence needs a leading "
-                                 "(time) dimension")
-        seqs.append(array)
+    seqs = _sequence_arrays(sequences)
     outputs_given = outputs_info is not None
-    inits = [None if v is None else np.asarray(v) for v in _as_list(outputs_info)]
-    for k, v in enumerate(inits):
-        if isinstance(_as_list(outputs_info)[k], dict):
-            raise ScanValueError(f"outputs_info[{k}] is a dict: taps are not supported yet",
-                                 hint="Pass the initial value itself.")
-    params = _as_list(non_sequences)
-
-    lengths = [len(s) for s in seqs]
-    if n_steps is not None:
-        if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, (int, np.integer)):
-            raise ScanValueError(f"n_steps must be an integer, got {n_steps!r}")
-        n_steps = int(n_steps)
-        if n_steps < 0:
-            raise ScanValueError(f"n_steps must not be negative, got {n_steps}",
-                                 hint="To iterate from the end, pass go_backwards=True.")
-        if lengths and n_steps > min(lengths):
-            raise ScanValueError(
-                f"n_steps={n_steps} is larger than the shortest sequence (length "
-                f"{min(lengths)})", hint="Pass n_steps <= the sequence length, or omit it.")
-    elif lengths:
-        n_steps = min(lengths)
-    else:
-        raise ScanValueError(
-            "cannot tell how many steps to run: there are no sequences and n_steps is None",
-            hint="Pass n_steps=... (or a sequence to iterate over).")
+    inits = _initial_values(outputs_info)
+    params = _non_sequence_values(non_sequences)
+    n_steps = _steps_to_run(n_steps, seqs, _argument_names("sequences", sequences))
 
     seq_sigs = tuple(signature_of(s, sequence=True) for s in seqs)
     init_sigs = tuple(None if v is None else signature_of(v) for v in inits)
     param_sigs = tuple(signature_of(p) for p in params)
-    for what, sigs, values in (("sequences", seq_sigs, seqs), ("outputs_info", init_sigs, inits),
-                               ("non_sequences", param_sigs, params)):
-        for k, (sig, value) in enumerate(zip(sigs, values)):
-            if sig is None and value is not None:
-                kind = getattr(value, "dtype", type(value).__name__)
-                raise ScanTypeError(
-                    f"{what}[{k}] is {kind}, which scanopt cannot pass to a step function",
-                    hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, "
-                         "or a numpy.random.Generator.")
-    for k, sig in enumerate(init_sigs):
-        if isinstance(sig, RngVal):
-            raise ScanTypeError(f"outputs_info[{k}] is a generator; pass it as a non-sequence")
     key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
            _normalize_keep(keep))
     # The loop reads the first n_steps elements only; views cost nothing and spare work that
     # runs over whole sequences (pushed-out matmuls).
     seqs = [s if len(s) == n_steps else s[:n_steps] for s in seqs]
     return _Call(seqs, inits, params, n_steps, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the call's arguments: each helper takes one argument as the user passed it and
+# returns what the loop receives, or raises a ScanError that names the argument
+# (``sequences[1]``, ``n_steps``) and says what to pass instead. Nothing here copies or writes
+# the user's arrays.
+
+
+def _argument_names(what: str, value) -> list[str]:
+    """How the user names each entry of ``what``: ``sequences[1]`` in a list, else
+    ``sequences``."""
+    if isinstance(value, (list, tuple)):
+        return [f"{what}[{k}]" for k in range(len(value))]
+    return [] if value is None else [what]
+
+
+def _sequence_arrays(sequences) -> list[np.ndarray]:
+    arrays = []
+    for where, value in zip(_argument_names("sequences", sequences), _as_list(sequences)):
+        if isinstance(value, dict):
+            raise ScanValueError(
+                f"{where} is a dict: taps (dict(input=..., taps=[...])) are not supported yet",
+                hint="Pass the array itself and slice inside the step.")
+        if value is None:
+            raise ScanTypeError(f"{where} is None, but every sequence must be an array",
+                                 hint="Remove it from sequences, or pass the array it stands "
+                                      "for.")
+        array = _input_array(value, where)
+        if array.ndim == 0:
+            raise ScanValueError(f"{where} is a scalar; a sequence needs a leading (time) "
+                                 "dimension", hint="Pass a constant as a non-sequence instead.")
+        arrays.append(array)
+    return arrays
+
+
+def _initial_values(outputs_info) -> list[np.ndarray | None]:
+    values = []
+    for where, value in zip(_argument_names("outputs_info", outputs_info),
+                            _as_list(outputs_info)):
+        if isinstance(value, dict):
+            raise ScanValueError(f"{where} is a dict: taps are not supported yet",
+                                 hint="Pass the initial value itself.")
+        values.append(None if value is None else _input_array(value, where))
+    return values
+
+
+def _non_sequence_values(non_sequences) -> list:
+    """Passed to the step as they are: arrays, NumPy or Python scalars, generators."""
+    values = _as_list(non_sequences)
+    for where, value in zip(_argument_names("non_sequences", non_sequences), values):
+        if isinstance(value, np.random.Generator) or type(value) in _PYTHON_SCALARS:
+            continue
+        _refuse_other_generator(value, where)
+        if isinstance(value, (np.ndarray, np.generic)):
+            _refuse_array_subclass(value, where)
+            _check_dtype(value.dtype, value, where)
+        else:
+            raise ScanTypeError(
+                f"{where} is {_a_value_of_type(value)}, which scanopt cannot pass to a step "
+                "function",
+                hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, or a "
+                     "numpy.random.Generator" + (f" (np.asarray({where}) for a list)"
+                                                 if isinstance(value, (list, tuple)) else "")
+                     + ".")
+    return values
+
+
+_PYTHON_SCALARS = (bool, int, float, complex)
+
+
+def _input_array(value, where: str) -> np.ndarray:
+    """A sequence or initial value as an ndarray (lists and scalars are converted, as the plain
+    loop's ``np.asarray`` does); anything that is not numbers or booleans is refused."""
+    _refuse_other_generator(value, where)
+    if isinstance(value, np.random.Generator):
+        raise ScanTypeError(f"{where} is a numpy.random.Generator",
+                            hint="Pass a generator as a non-sequence (or let the step capture "
+                                 "it).")
+    if isinstance(value, (str, bytes, dict, set, frozenset)):
+        raise ScanTypeError(f"{where} is {_a_value_of_type(value)}, not an array",
+                            hint="Pass a NumPy array of numbers or booleans (or a nested list "
+                                 "of numbers).")
+    if isinstance(value, np.ndarray):
+        _refuse_array_subclass(value, where)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        # A ragged nested list: NumPy refuses to make an array of it.
+        raise ScanValueError(
+            f"{where} cannot be made into an array: {error}",
+            hint="Its rows must all have the same length (pad them, or pass them as separate "
+                 "sequences).") from None
+    if array.dtype == object and not isinstance(value, np.ndarray) and \
+            not isinstance(value, (list, tuple)):
+        raise ScanTypeError(f"{where} is {_a_value_of_type(value)}, not an array",
+                            hint="Pass a NumPy array of numbers or booleans.")
+    _check_dtype(array.dtype, value, where)
+    return array
+
+
+def _check_dtype(dtype: np.dtype, value, where: str) -> None:
+    """Numbers and booleans of the dtypes the compiled loop handles (``value``: as passed)."""
+    if dtype.kind in "biuf" and dtype.itemsize <= 8 or dtype.kind == "c" and dtype.itemsize <= 16:
+        return
+    what = f"an array of dtype {dtype}" if isinstance(value, np.ndarray) else \
+        f"a NumPy scalar of dtype {dtype}" if isinstance(value, np.generic) else \
+        f"{_a_value_of_type(value)} that NumPy turns into an array of dtype {dtype}"
+    strings = "Strings cannot be computed with: encode them as integer codes first."
+    hints = {
+        "O": "Convert it to numbers, e.g. np.asarray(x, dtype=np.float64); None or other "
+             "Python objects inside cannot be compiled.",
+        "U": strings, "S": strings,
+        "M": "Convert datetimes to numbers first, e.g. (x - x[0]) / np.timedelta64(1, 's').",
+        "m": "Convert durations to numbers first, e.g. x / np.timedelta64(1, 's').",
+        "V": "Pass each field of a structured array as an array of its own (x['name']).",
+    }
+    raise ScanTypeError(
+        f"{where} is {what}, which scanopt cannot compile",
+        hint=hints.get(dtype.kind, "Convert it first, e.g. np.asarray(x, dtype=np.float64) "
+                                   "(float128 and complex256 are not supported)."))
+
+
+# ndarray subclasses whose operators or ufuncs compute something else than an ndarray's
+# would: the compiled loop works on plain arrays, so it cannot reproduce them.
+_SUBCLASS_HINTS = {
+    np.matrix: "np.matrix is always 2-D and `*` on it is a matrix product. Pass np.asarray(x) "
+               "and write `@` for matrix products in the step.",
+    np.ma.MaskedArray: "Masks are not compiled. Pass x.filled(value) (masked entries replaced "
+                       "by value), or np.asarray(x) to ignore the mask.",
+}
+_ARRAY_METHODS = ("__array_ufunc__", "__array_function__", "__add__", "__sub__", "__mul__",
+                  "__truediv__", "__pow__", "__matmul__", "__neg__", "__eq__", "__lt__")
+
+
+def _refuse_array_subclass(value: np.ndarray | np.generic, where: str) -> None:
+    cls = type(value)
+    if not isinstance(value, np.ndarray) or cls is np.ndarray:
+        return
+    for base, hint in _SUBCLASS_HINTS.items():
+        if isinstance(value, base):
+            raise ScanTypeError(f"{where} is a {cls.__module__}.{cls.__qualname__}, whose "
+                                "semantics differ from a plain ndarray's", hint=hint)
+    overridden = [m for m in _ARRAY_METHODS if getattr(cls, m) is not getattr(np.ndarray, m)]
+    if overridden:
+        raise ScanTypeError(
+            f"{where} is a {cls.__qualname__}, an ndarray subclass that redefines "
+            f"{', '.join(overridden)}", hint="Pass np.asarray(x): the compiled loop computes "
+                                             "with plain NumPy arrays.")
+
+
+def _refuse_other_generator(value, where: str) -> None:
+    """Random-number sources that are not a ``numpy.random.Generator``."""
+    if isinstance(value, np.random.RandomState) or value is np.random:
+        kind = "the np.random module" if value is np.random else "a np.random.RandomState"
+    elif isinstance(value, random.Random) or value is random:
+        kind = "Python's random module" if value is random else "a Python random.Random"
+    else:
+        return
+    raise ScanTypeError(f"{where} is {kind}; scanopt draws from a numpy.random.Generator",
+                        hint="Pass np.random.default_rng(seed) and call its methods "
+                             "(rng.random, rng.normal, rng.binomial, ...) in the step.")
+
+
+def _a_value_of_type(value) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _steps_to_run(n_steps, seqs: list[np.ndarray], names: list[str]) -> int:
+    """``n_steps`` checked against the sequences, or the length of the shortest one."""
+    lengths = [len(s) for s in seqs]
+    if n_steps is None:
+        if not lengths:
+            raise ScanValueError(
+                "cannot tell how many steps to run: there are no sequences and n_steps is None",
+                hint="Pass n_steps=... (or a sequence to iterate over).")
+        return min(lengths)
+    count = _step_count(n_steps)
+    if count < 0:
+        raise ScanValueError(f"n_steps must not be negative, got {count}",
+                             hint="To iterate from the end, pass go_backwards=True.")
+    if lengths and count > min(lengths):
+        k = lengths.index(min(lengths))
+        others = "" if len(lengths) == 1 else \
+            f" (sequence lengths: {', '.join(map(str, lengths))})"
+        raise ScanValueError(
+            f"n_steps={count} is larger than {names[k]}, which has {lengths[k]} "
+            f"step{'s' * (lengths[k] != 1)}{others}",
+            hint=f"Pass n_steps <= {lengths[k]}, or omit n_steps to run over the shortest "
+                 "sequence.")
+    return count
+
+
+def _step_count(n_steps) -> int:
+    """``n_steps`` as an int: a Python or NumPy integer (not a bool, float or string)."""
+    if not isinstance(n_steps, (bool, np.bool_)):
+        try:
+            return operator.index(n_steps)
+        except TypeError:
+            pass
+    hint = "Pass the number of steps as an int, e.g. n_steps=10."
+    if isinstance(n_steps, (float, np.floating)) and float(n_steps).is_integer():
+        hint = f"Pass n_steps={int(n_steps)} (an int, not a {type(n_steps).__name__})."
+    raise ScanValueError(f"n_steps must be an integer, got {n_steps!r} "
+                         f"({_a_value_of_type(n_steps)})", hint=hint)
 
 
 def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
