@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from scanopt import arguments, cache
-from scanopt.errors import ScanError, ScanTypeError, ScanValueError, SourceLocation
-from scanopt.signature import RngVal, signature_of
+from scanopt.errors import ScanError, ScanValueError, SourceLocation
+from scanopt.signature import signature_of
 
 _BACKENDS = ("numpy",)
 
@@ -202,33 +202,19 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
     if not callable(fn):
         raise ScanValueError(f"fn must be a function, got {type(fn).__name__}")
-    seq_entries = [(arguments.check_sequence_array(value, f"sequences[{k}]"), taps)
-                   for k, (value, taps) in enumerate(arguments.sequence_args(sequences))]
+    seq_entries = arguments.sequence_args(sequences)
     # outputs_info=[] is Theano's map: every returned value is a per-step output.
     outputs_given = outputs_info is not None and not (
         isinstance(outputs_info, (list, tuple)) and len(outputs_info) == 0)
     inits, init_taps = [], []
-    for k, (initial, taps) in enumerate(arguments.output_args(outputs_info)):
-        if initial is not None:
-            initial = np.asarray(initial)
-            if taps != (-1,):
-                initial = arguments.stacked_initial(initial, taps, f"outputs_info[{k}]")
+    for initial, taps in arguments.output_args(outputs_info):
         inits.append(initial)
         init_taps.append(taps)
-    params = arguments.as_list(non_sequences)
+    params = arguments.non_sequence_values(non_sequences)
     n_steps, windows = arguments.steps_and_windows(seq_entries, n_steps, bool(go_backwards))
-
     seq_sigs = tuple(signature_of(w.window, sequence=True) for w in windows)
     init_sigs = tuple(None if v is None else signature_of(v) for v in inits)
     param_sigs = tuple(signature_of(p) for p in params)
-    for what, sigs, values in (("sequences", seq_sigs, [w.window for w in windows]),
-                               ("outputs_info", init_sigs, inits),
-                               ("non_sequences", param_sigs, params)):
-        for k, (sig, value) in enumerate(zip(sigs, values)):
-            arguments.check_dtype_supported(sig, value, f"{what}[{k}]")
-    for k, sig in enumerate(init_sigs):
-        if isinstance(sig, RngVal):
-            raise ScanTypeError(f"outputs_info[{k}] is a generator; pass it as a non-sequence")
     seq_taps = tuple(w.taps for w in windows)
     key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
            _normalize_keep(keep), seq_taps, tuple(init_taps), bool(strict))

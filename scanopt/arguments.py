@@ -18,6 +18,8 @@ per-step output that is not fed back; ``outputs_info=[]`` makes every returned v
 
 from __future__ import annotations
 
+import operator
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -73,51 +75,64 @@ def _taps(value, what: str, *, output: bool) -> tuple[int, ...]:
     return taps
 
 
-def sequence_args(sequences) -> list[tuple[Any, tuple[int, ...]]]:
-    """``(array, taps)`` for each sequence; dict entries are Theano's ``dict(input=, taps=)``."""
+def sequence_args(sequences) -> list[tuple[np.ndarray, tuple[int, ...], str]]:
+    """``(array, taps, name)`` for each sequence; a dict is Theano's ``dict(input=, taps=)``."""
     result = []
-    for k, entry in enumerate(as_list(sequences)):
-        what = f"sequences[{k}]"
+    for where, entry in zip(argument_names("sequences", sequences), as_list(sequences)):
         taps: tuple[int, ...] = (0,)
         if isinstance(entry, dict):
             unknown = set(entry) - {"input", "taps"}
             if unknown:
-                raise ScanValueError(f"{what} has unknown keys {sorted(unknown)}",
+                raise ScanValueError(f"{where} has unknown keys {sorted(unknown)}",
                                      hint="A sequence dict has the keys 'input' and 'taps'.")
             if "input" not in entry:
-                raise ScanValueError(f"{what} is a dict without 'input'",
+                raise ScanValueError(f"{where} is a dict without 'input'",
                                      hint="Write dict(input=array, taps=[-1, 0]).")
             if entry.get("taps") is not None:
-                taps = _taps(entry["taps"], what, output=False)
+                taps = _taps(entry["taps"], where, output=False)
             entry = entry["input"]
-        result.append((entry, taps))
+        if entry is None:
+            raise ScanTypeError(f"{where} is None, but every sequence must be an array",
+                                hint="Remove it from sequences, or pass the array it stands "
+                                     "for.")
+        array = input_array(entry, where)
+        if array.ndim == 0:
+            raise ScanValueError(f"{where} is a scalar; a sequence needs a leading (time) "
+                                 "dimension", hint="Pass a constant as a non-sequence instead.")
+        result.append((array, taps, where))
     return result
 
 
-def output_args(outputs_info) -> list[tuple[Any, tuple[int, ...] | None]]:
-    """``(initial, taps)`` for each entry of ``outputs_info`` (taps None: not fed back)."""
+def output_args(outputs_info) -> list[tuple[np.ndarray | None, tuple[int, ...] | None]]:
+    """``(initial, taps)`` for each entry of ``outputs_info`` (taps None: not fed back). For
+    taps other than ``[-1]`` the initial value holds the values before the first step."""
     result = []
-    for k, entry in enumerate(as_list(outputs_info)):
-        what = f"outputs_info[{k}]"
+    for where, entry in zip(argument_names("outputs_info", outputs_info),
+                            as_list(outputs_info)):
         if entry is None:
             result.append((None, None))
             continue
-        if not isinstance(entry, dict):
-            result.append((entry, (-1,)))
-            continue
-        unknown = set(entry) - {"initial", "taps", "inplace"}
-        if unknown:
-            raise ScanValueError(f"{what} has unknown keys {sorted(unknown)}",
-                                 hint="An outputs_info dict has the keys 'initial' and 'taps'.")
-        initial, taps = entry.get("initial"), entry.get("taps")
-        if initial is None:
-            if taps is not None:
-                raise ScanValueError(f"{what} gives taps but no initial value",
-                                     hint="Taps of an output read values before the first "
-                                          "step: give them with initial=...")
-            result.append((None, None))
-            continue
-        result.append((initial, (-1,) if taps is None else _taps(taps, what, output=True)))
+        taps: tuple[int, ...] = (-1,)
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"initial", "taps", "inplace"}
+            if unknown:
+                raise ScanValueError(
+                    f"{where} has unknown keys {sorted(unknown)}",
+                    hint="An outputs_info dict has the keys 'initial' and 'taps'.")
+            if entry.get("initial") is None:
+                if entry.get("taps") is not None:
+                    raise ScanValueError(f"{where} gives taps but no initial value",
+                                         hint="Taps of an output read values before the first "
+                                              "step: give them with initial=...")
+                result.append((None, None))
+                continue
+            if entry.get("taps") is not None:
+                taps = _taps(entry["taps"], where, output=True)
+            entry = entry["initial"]
+        initial = input_array(entry, where)
+        if taps != (-1,):
+            initial = stacked_initial(initial, taps, where)
+        result.append((initial, taps))
     return result
 
 
@@ -135,36 +150,38 @@ def stacked_initial(initial: np.ndarray, taps: tuple[int, ...], what: str) -> np
     return initial[:m]
 
 
-def steps_and_windows(sequences: list[tuple[np.ndarray, tuple[int, ...]]], n_steps,
+def steps_and_windows(sequences: list[tuple[np.ndarray, tuple[int, ...], str]], n_steps,
                       go_backwards: bool) -> tuple[int, list[SequenceArg]]:
     """The number of steps (Theano's rules) and the window of each sequence."""
-    allowed = []
-    for k, (array, taps) in enumerate(sequences):
-        lo, hi = tap_span(taps)
-        allowed.append(len(array) - (hi - lo))
-    if n_steps is not None:
-        if isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, (int, np.integer)):
-            raise ScanValueError(f"n_steps must be an integer, got {n_steps!r}")
-        n_steps = int(n_steps)
+    allowed = [len(array) - (tap_span(taps)[1] - tap_span(taps)[0])
+               for array, taps, _ in sequences]
+    if n_steps is None:
+        if not allowed:
+            raise ScanValueError(
+                "cannot tell how many steps to run: there are no sequences and n_steps is None",
+                hint="Pass n_steps=... (or a sequence to iterate over).")
+        n_steps = max(min(allowed), 0)
+    else:
+        n_steps = step_count(n_steps)
         if n_steps < 0:
             raise ScanValueError(f"n_steps must not be negative, got {n_steps}",
                                  hint="To iterate from the end, pass go_backwards=True.")
-        for k, ((array, taps), n) in enumerate(zip(sequences, allowed)):
-            if n < n_steps:
-                with_taps = "" if taps == (0,) else f" with taps {list(taps)}"
-                raise ScanValueError(
-                    f"n_steps={n_steps} is larger than sequences[{k}] allows: it has "
-                    f"{len(array)} rows, enough for {max(n, 0)} step(s){with_taps}",
-                    hint="Pass n_steps <= the steps the sequences allow, or omit it (the loop "
-                         "then runs over the shortest sequence).")
-    elif allowed:
-        n_steps = max(min(allowed), 0)
-    else:
-        raise ScanValueError(
-            "cannot tell how many steps to run: there are no sequences and n_steps is None",
-            hint="Pass n_steps=... (or a sequence to iterate over).")
+        short = [k for k, n in enumerate(allowed) if n < n_steps]
+        if short:
+            k = min(short, key=lambda j: allowed[j])
+            array, taps, where = sequences[k]
+            steps = max(allowed[k], 0)
+            detail = f"which has {len(array)} step{'s' * (len(array) != 1)}" if taps == (0,) \
+                else f"which allows {steps} step{'s' * (steps != 1)} with taps {list(taps)} " \
+                     f"({len(array)} rows)"
+            others = "" if len(sequences) == 1 else \
+                f" (sequence lengths: {', '.join(str(len(a)) for a, _, _ in sequences)})"
+            raise ScanValueError(
+                f"n_steps={n_steps} is larger than {where}, {detail}{others}",
+                hint=f"Pass n_steps <= {steps}, or omit n_steps to run over the shortest "
+                     "sequence.")
     windows = []
-    for array, taps in sequences:
+    for array, taps, _ in sequences:
         lo, hi = tap_span(taps)
         rows = n_steps + window_extra_rows(taps)
         # Views: the loop reads exactly these rows, and work pushed out of the loop runs over
@@ -179,20 +196,6 @@ def window_extra_rows(taps: tuple[int, ...]) -> int:
     return max(taps) - min(taps)
 
 
-def check_sequence_array(value, what: str) -> np.ndarray:
-    array = np.asarray(value)
-    if array.ndim == 0:
-        raise ScanValueError(f"{what} is a scalar; a sequence needs a leading (time) dimension")
-    return array
-
-
-def check_dtype_supported(sig, value, what: str) -> None:
-    if sig is None and value is not None:
-        kind = getattr(value, "dtype", type(value).__name__)
-        raise ScanTypeError(
-            f"{what} is {kind}, which scanopt cannot pass to a step function",
-            hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, "
-                 "or a numpy.random.Generator.")
 
 
 _TAP_SUFFIX = re.compile(r"_(?:t|tm\d+|tp\d+|t_?[mp]_?\d+|prev\d*|lag\d+|minus\d+|plus\d+)$")
@@ -203,3 +206,155 @@ def tap_base_name(name: str) -> str:
     naming what all taps share: the sequence, the initial values, the history."""
     base = _TAP_SUFFIX.sub("", name)
     return base if base and base.isidentifier() else name
+
+
+# Checking the call's arguments: each helper takes one argument as the user passed it and
+# returns what the loop receives, or raises a ScanError that names the argument
+# (``sequences[1]``, ``n_steps``) and says what to pass instead. Nothing here copies or writes
+# the user's arrays.
+
+
+def argument_names(what: str, value) -> list[str]:
+    """How the user names each entry of ``what``: ``sequences[1]`` in a list, else
+    ``sequences``."""
+    if isinstance(value, (list, tuple)):
+        return [f"{what}[{k}]" for k in range(len(value))]
+    return [] if value is None else [what]
+
+
+def non_sequence_values(non_sequences) -> list:
+    """Passed to the step as they are: arrays, NumPy or Python scalars, generators."""
+    values = as_list(non_sequences)
+    for where, value in zip(argument_names("non_sequences", non_sequences), values):
+        if isinstance(value, np.random.Generator) or type(value) in _PYTHON_SCALARS:
+            continue
+        _refuse_other_generator(value, where)
+        if isinstance(value, (np.ndarray, np.generic)):
+            _refuse_array_subclass(value, where)
+            _check_dtype(value.dtype, value, where)
+        else:
+            raise ScanTypeError(
+                f"{where} is {_a_value_of_type(value)}, which scanopt cannot pass to a step "
+                "function",
+                hint="Pass NumPy arrays of numbers or booleans, NumPy or Python scalars, or a "
+                     "numpy.random.Generator" + (f" (np.asarray({where}) for a list)"
+                                                 if isinstance(value, (list, tuple)) else "")
+                     + ".")
+    return values
+
+
+_PYTHON_SCALARS = (bool, int, float, complex)
+
+
+def input_array(value, where: str) -> np.ndarray:
+    """A sequence or initial value as an ndarray (lists and scalars are converted, as the plain
+    loop's ``np.asarray`` does); anything that is not numbers or booleans is refused."""
+    _refuse_other_generator(value, where)
+    if isinstance(value, np.random.Generator):
+        raise ScanTypeError(f"{where} is a numpy.random.Generator",
+                            hint="Pass a generator as a non-sequence (or let the step capture "
+                                 "it).")
+    if isinstance(value, (str, bytes, dict, set, frozenset)):
+        raise ScanTypeError(f"{where} is {_a_value_of_type(value)}, not an array",
+                            hint="Pass a NumPy array of numbers or booleans (or a nested list "
+                                 "of numbers).")
+    if isinstance(value, np.ndarray):
+        _refuse_array_subclass(value, where)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        # A ragged nested list: NumPy refuses to make an array of it.
+        raise ScanValueError(
+            f"{where} cannot be made into an array: {error}",
+            hint="Its rows must all have the same length (pad them, or pass them as separate "
+                 "sequences).") from None
+    if array.dtype == object and not isinstance(value, np.ndarray) and \
+            not isinstance(value, (list, tuple)):
+        raise ScanTypeError(f"{where} is {_a_value_of_type(value)}, not an array",
+                            hint="Pass a NumPy array of numbers or booleans.")
+    _check_dtype(array.dtype, value, where)
+    return array
+
+
+def _check_dtype(dtype: np.dtype, value, where: str) -> None:
+    """Numbers and booleans of the dtypes the compiled loop handles (``value``: as passed)."""
+    if dtype.kind in "biuf" and dtype.itemsize <= 8 or dtype.kind == "c" and dtype.itemsize <= 16:
+        return
+    what = f"an array of dtype {dtype}" if isinstance(value, np.ndarray) else \
+        f"a NumPy scalar of dtype {dtype}" if isinstance(value, np.generic) else \
+        f"{_a_value_of_type(value)} that NumPy turns into an array of dtype {dtype}"
+    strings = "Strings cannot be computed with: encode them as integer codes first."
+    hints = {
+        "O": "Convert it to numbers, e.g. np.asarray(x, dtype=np.float64); None or other "
+             "Python objects inside cannot be compiled.",
+        "U": strings, "S": strings,
+        "M": "Convert datetimes to numbers first, e.g. (x - x[0]) / np.timedelta64(1, 's').",
+        "m": "Convert durations to numbers first, e.g. x / np.timedelta64(1, 's').",
+        "V": "Pass each field of a structured array as an array of its own (x['name']).",
+    }
+    raise ScanTypeError(
+        f"{where} is {what}, which scanopt cannot compile",
+        hint=hints.get(dtype.kind, "Convert it first, e.g. np.asarray(x, dtype=np.float64) "
+                                   "(float128 and complex256 are not supported)."))
+
+
+# ndarray subclasses whose operators or ufuncs compute something else than an ndarray's
+# would: the compiled loop works on plain arrays, so it cannot reproduce them.
+_SUBCLASS_HINTS = {
+    np.matrix: "np.matrix is always 2-D and `*` on it is a matrix product. Pass np.asarray(x) "
+               "and write `@` for matrix products in the step.",
+    np.ma.MaskedArray: "Masks are not compiled. Pass x.filled(value) (masked entries replaced "
+                       "by value), or np.asarray(x) to ignore the mask.",
+}
+_ARRAY_METHODS = ("__array_ufunc__", "__array_function__", "__add__", "__sub__", "__mul__",
+                  "__truediv__", "__pow__", "__matmul__", "__neg__", "__eq__", "__lt__")
+
+
+def _refuse_array_subclass(value: np.ndarray | np.generic, where: str) -> None:
+    cls = type(value)
+    if not isinstance(value, np.ndarray) or cls is np.ndarray:
+        return
+    for base, hint in _SUBCLASS_HINTS.items():
+        if isinstance(value, base):
+            raise ScanTypeError(f"{where} is a {cls.__module__}.{cls.__qualname__}, whose "
+                                "semantics differ from a plain ndarray's", hint=hint)
+    overridden = [m for m in _ARRAY_METHODS if getattr(cls, m) is not getattr(np.ndarray, m)]
+    if overridden:
+        raise ScanTypeError(
+            f"{where} is a {cls.__qualname__}, an ndarray subclass that redefines "
+            f"{', '.join(overridden)}", hint="Pass np.asarray(x): the compiled loop computes "
+                                             "with plain NumPy arrays.")
+
+
+def _refuse_other_generator(value, where: str) -> None:
+    """Random-number sources that are not a ``numpy.random.Generator``."""
+    if isinstance(value, np.random.RandomState) or value is np.random:
+        kind = "the np.random module" if value is np.random else "a np.random.RandomState"
+    elif isinstance(value, random.Random) or value is random:
+        kind = "Python's random module" if value is random else "a Python random.Random"
+    else:
+        return
+    raise ScanTypeError(f"{where} is {kind}; scanopt draws from a numpy.random.Generator",
+                        hint="Pass np.random.default_rng(seed) and call its methods "
+                             "(rng.random, rng.normal, rng.binomial, ...) in the step.")
+
+
+def _a_value_of_type(value) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+
+
+def step_count(n_steps) -> int:
+    """``n_steps`` as an int: a Python or NumPy integer (not a bool, float or string)."""
+    if not isinstance(n_steps, (bool, np.bool_)):
+        try:
+            return operator.index(n_steps)
+        except TypeError:
+            pass
+    hint = "Pass the number of steps as an int, e.g. n_steps=10."
+    if isinstance(n_steps, (float, np.floating)) and float(n_steps).is_integer():
+        hint = f"Pass n_steps={int(n_steps)} (an int, not a {type(n_steps).__name__})."
+    raise ScanValueError(f"n_steps must be an integer, got {n_steps!r} "
+                         f"({_a_value_of_type(n_steps)})", hint=hint)

@@ -102,8 +102,8 @@ def two_taps_gemm(u_tm4, u_t, h, W):
 
 def test_sequence_too_short_for_n_steps_names_it():
     with pytest.raises(scanopt.ScanValueError,
-                       match=r"sequences\[1\] allows: it has 6 rows, enough for 2 step\(s\) "
-                             r"with taps \[-4, 0\]"):
+                       match=r"n_steps=3 is larger than sequences\[1\], which allows 2 steps "
+                             r"with taps \[-4, 0\] \(6 rows\)"):
         scanopt.scan(mixed_two, sequences=[np.zeros(10), dict(input=np.zeros(6), taps=[-4, 0])],
                      outputs_info=np.float64(0), n_steps=3)
 
@@ -188,19 +188,21 @@ def test_keep_last_with_output_taps_after_zero_steps_is_the_newest_initial_value
 
 
 @pytest.mark.parametrize("entry, message", [
-    (dict(initial=np.zeros(3), taps=[-1, 1]), r"outputs_info\[0\]: output taps must be "
-                                              r"negative"),
-    (dict(initial=np.zeros(3), taps=[0]), r"outputs_info\[0\]: output taps must be negative"),
-    (dict(initial=np.zeros(1), taps=[-2, -1]), r"outputs_info\[0\]: taps \[-2, -1\] read 2 "
+    (dict(initial=np.zeros(3), taps=[-1, 1]), r"outputs_info: output taps must be negative"),
+    (dict(initial=np.zeros(3), taps=[0]), r"outputs_info: output taps must be negative"),
+    (dict(initial=np.zeros(1), taps=[-2, -1]), r"outputs_info: taps \[-2, -1\] read 2 "
                                                r"value\(s\) before the first step, but the "
                                                r"initial value has 1 row"),
     (dict(initial=np.float64(0), taps=[-2]), r"initial value has a scalar"),
-    (dict(taps=[-2]), r"outputs_info\[0\] gives taps but no initial value"),
+    (dict(taps=[-2]), r"outputs_info gives taps but no initial value"),
     (dict(initial=np.zeros(3), tap=[-1]), r"unknown keys \['tap'\]"),
 ])
 def test_invalid_output_taps_name_the_output(entry, message):
     with pytest.raises(scanopt.ScanValueError, match=message):
         scanopt.scan(fibonacci, outputs_info=entry, n_steps=3)
+    indexed = message.replace("outputs_info", r"outputs_info\[1\]", 1)
+    with pytest.raises(scanopt.ScanValueError, match=indexed):
+        scanopt.scan(fibonacci, outputs_info=[None, entry], n_steps=3)
 
 
 def wrong_type_with_taps(x_tm2, x_tm1):

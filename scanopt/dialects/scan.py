@@ -305,6 +305,27 @@ CosOp = _unary("scan.cos", "cos")
 SqrtOp = _unary("scan.sqrt", "sqrt")
 AbsOp = _unary("scan.abs", "absolute")
 NotOp = _unary("scan.not", "logical_not")
+SinhOp = _unary("scan.sinh", "sinh")
+CoshOp = _unary("scan.cosh", "cosh")
+TanOp = _unary("scan.tan", "tan")
+ArcsinOp = _unary("scan.arcsin", "arcsin")
+ArccosOp = _unary("scan.arccos", "arccos")
+ArctanOp = _unary("scan.arctan", "arctan")
+ArcsinhOp = _unary("scan.arcsinh", "arcsinh")
+ArccoshOp = _unary("scan.arccosh", "arccosh")
+ArctanhOp = _unary("scan.arctanh", "arctanh")
+Exp2Op = _unary("scan.exp2", "exp2")
+Expm1Op = _unary("scan.expm1", "expm1")
+Log2Op = _unary("scan.log2", "log2")
+Log10Op = _unary("scan.log10", "log10")
+Log1pOp = _unary("scan.log1p", "log1p")
+SquareOp = _unary("scan.square", "square")
+ReciprocalOp = _unary("scan.reciprocal", "reciprocal")
+SignOp = _unary("scan.sign", "sign")
+FloorOp = _unary("scan.floor", "floor")
+CeilOp = _unary("scan.ceil", "ceil")
+TruncOp = _unary("scan.trunc", "trunc")
+RintOp = _unary("scan.rint", "rint")
 
 AddOp = _binary("scan.add", "add")
 SubOp = _binary("scan.sub", "subtract")
@@ -323,14 +344,25 @@ GtOp = _binary("scan.gt", "greater")
 GeOp = _binary("scan.ge", "greater_equal")
 AndOp = _binary("scan.and", "logical_and")
 OrOp = _binary("scan.or", "logical_or")
+XorOp = _binary("scan.xor", "logical_xor")
+Arctan2Op = _binary("scan.arctan2", "arctan2")
+HypotOp = _binary("scan.hypot", "hypot")
+LogaddexpOp = _binary("scan.logaddexp", "logaddexp")
+FmaxOp = _binary("scan.fmax", "fmax")
+FminOp = _binary("scan.fmin", "fmin")
 
 UNARY_OPS: dict[str, type[UnaryOp]] = {
-    op.NUMPY_NAME: op for op in (NegOp, ExpOp, LogOp, TanhOp, SinOp, CosOp, SqrtOp, AbsOp, NotOp)
+    op.NUMPY_NAME: op
+    for op in (NegOp, ExpOp, LogOp, TanhOp, SinOp, CosOp, SqrtOp, AbsOp, NotOp, SinhOp, CoshOp,
+               TanOp, ArcsinOp, ArccosOp, ArctanOp, ArcsinhOp, ArccoshOp, ArctanhOp, Exp2Op,
+               Expm1Op, Log2Op, Log10Op, Log1pOp, SquareOp, ReciprocalOp, SignOp, FloorOp,
+               CeilOp, TruncOp, RintOp)
 }
 BINARY_OPS: dict[str, type[BinaryOp]] = {
     op.NUMPY_NAME: op
     for op in (AddOp, SubOp, MulOp, DivOp, FloorDivOp, ModOp, PowOp, MaximumOp, MinimumOp,
-               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, AndOp, OrOp)
+               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, AndOp, OrOp, XorOp, Arctan2Op, HypotOp,
+               LogaddexpOp, FmaxOp, FminOp)
 }
 
 

@@ -13,6 +13,7 @@ import ast
 import builtins
 import functools
 import inspect
+import random
 import types
 from typing import Any
 
@@ -23,7 +24,7 @@ from scanopt.dialects.types import UnsupportedDtype, aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.captures import Path
 from scanopt.frontend.expressions import SUBSET_HINT
-from scanopt.frontend.numpy_functions import bind_call, numpy_name
+from scanopt.frontend.numpy_functions import bind_call, numpy_name, unsupported_numpy_hint
 from scanopt.frontend.source import function_source
 from scanopt.frontend.values import (ArityError, BoundMethod, Const, FunctionContext, Instance,
                                      LocalFunction, PyFunction, PyObject, ReturnSignal, Scope,
@@ -65,6 +66,13 @@ class NameResolver:
                      context: FunctionContext) -> Value:
         """A Python object found by name (closure, global, default) → a compile-time value."""
         loc = context.source.loc(node)
+        if isinstance(obj, (np.random.RandomState, random.Random)):
+            kind = "np.random.RandomState" if isinstance(obj, np.random.RandomState) else \
+                "Python random.Random"
+            raise ScanTypeError(
+                f"`{name}` is a {kind}; scanopt draws from a numpy.random.Generator", loc,
+                hint=f"Make `{name}` a np.random.default_rng(seed) and call its methods "
+                     "(rng.random, rng.normal, rng.binomial, ...).")
         if isinstance(obj, (np.ndarray, np.generic, np.random.Generator)):
             sig = signature_of(obj)
             if sig is None:
@@ -151,6 +159,12 @@ class NameResolver:
             if obj in (len, abs, range, tuple, list, min, max, sum) and not kwargs:
                 return self._builtin_call(obj, args, node, scope)
             label = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
+            numpy_label = getattr(obj, "__name__", None)
+            if isinstance(numpy_label, str) and getattr(np, numpy_label, None) is obj:
+                # np.einsum imported by name (``from numpy import einsum``)
+                raise UnsupportedSyntax(
+                    f"np.{numpy_label} is not supported inside a step function", loc,
+                    hint=unsupported_numpy_hint(numpy_label))
             raise UnsupportedSyntax(
                 f"calling `{label}` is not supported inside a step function", loc,
                 hint=SUBSET_HINT + " To use another function, write it in NumPy as a Python "
@@ -174,7 +188,7 @@ class NameResolver:
         code = fn.__code__
         loc = scope.context.source.loc(node)
         if code in self.call_stack:
-            raise UnsupportedSyntax(f"recursive call of {fn.__name__}() is not supported", loc)
+            raise _recursion_error(self.call_stack, code, loc)
         if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE):
             raise UnsupportedSyntax(f"{fn.__name__}() is a generator, which cannot be inlined",
                                     loc)
@@ -194,7 +208,7 @@ class NameResolver:
     def _inline_local(self, local: LocalFunction, args, kwargs, node, scope: Scope):
         loc = scope.context.source.loc(node)
         if local.node in self.call_stack:
-            raise UnsupportedSyntax("recursive calls are not supported", loc)
+            raise _recursion_error(self.call_stack, local.node, loc)
         callee_scope = Scope({}, local.scope.context, parent=local.scope)
         local.node._scanopt_scope = local.scope  # defaults are evaluated where it was defined
         try:
@@ -296,6 +310,19 @@ def _is_plain_object(obj) -> bool:
                                 types.FunctionType, types.MethodType, np.ufunc)) and \
         type(obj).__module__ not in ("builtins", "numpy") and \
         not type(obj).__module__.startswith("numpy.") and hasattr(obj, "__dict__")
+
+
+def _recursion_error(call_stack: list, callee, loc) -> UnsupportedSyntax:
+    """A call of a function that is already being inlined: name the cycle (f() → g() → f())."""
+    cycle = [*call_stack[call_stack.index(callee):], callee]
+    names = [f"{getattr(f, 'co_name', None) or getattr(f, 'name', 'lambda')}()" for f in cycle]
+    what = f"{names[0]} calls itself" if len(cycle) == 2 else \
+        f"{names[0]} calls itself through {', '.join(names[1:-1])}"
+    return UnsupportedSyntax(
+        f"recursion is not supported inside a step function: {what} "
+        f"({' → '.join(names)})", loc,
+        hint="scanopt inlines every call, so the depth must be known while compiling: write "
+             "the recursion as a `for` loop over a constant range (for k in range(3): ...).")
 
 
 def _unique_capture_name(name: str, taken: list[str]) -> str:

@@ -4,6 +4,7 @@ the few builtins that act on values.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,14 +56,20 @@ NUMPY_FUNCTIONS: dict[str, NumpyFunction] = {
     **{name: _unary(ufunc) for name, ufunc in {
         "exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos", "sqrt": "sqrt",
         "abs": "absolute", "absolute": "absolute", "negative": "negative",
-        "logical_not": "logical_not"}.items()},
+        "logical_not": "logical_not", "sinh": "sinh", "cosh": "cosh", "tan": "tan",
+        "arcsin": "arcsin", "arccos": "arccos", "arctan": "arctan", "arcsinh": "arcsinh",
+        "arccosh": "arccosh", "arctanh": "arctanh", "exp2": "exp2", "expm1": "expm1",
+        "log2": "log2", "log10": "log10", "log1p": "log1p", "square": "square",
+        "reciprocal": "reciprocal", "sign": "sign", "floor": "floor", "ceil": "ceil",
+        "trunc": "trunc", "rint": "rint"}.items()},
     **{name: _binary(ufunc) for name, ufunc in {
         "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "true_divide",
         "true_divide": "true_divide", "floor_divide": "floor_divide", "mod": "remainder",
         "remainder": "remainder", "power": "power", "maximum": "maximum", "minimum": "minimum",
         "equal": "equal", "not_equal": "not_equal", "less": "less", "less_equal": "less_equal",
         "greater": "greater", "greater_equal": "greater_equal", "logical_and": "logical_and",
-        "logical_or": "logical_or"}.items()},
+        "logical_or": "logical_or", "logical_xor": "logical_xor", "arctan2": "arctan2",
+        "hypot": "hypot", "logaddexp": "logaddexp", "fmax": "fmax", "fmin": "fmin"}.items()},
     **{name: _reduction(kind) for name, kind in _REDUCTIONS.items()},
     "dot": NumpyFunction(("a", "b"), "_np_matmul", "dot"),
     "matmul": NumpyFunction(("a", "b"), "_np_matmul", "matmul"),
@@ -87,6 +94,54 @@ _NUMPY_CONSTANTS = {"pi", "e", "inf", "nan", "newaxis"}
 
 
 SUPPORTED_NUMPY = sorted(NUMPY_FUNCTIONS)
+
+
+# What to write instead of common functions that NumPy lacks or scanopt does not compile.
+_ALTERNATIVES = {
+    "sigmoid": "write 1 / (1 + np.exp(-x))",
+    "expit": "write 1 / (1 + np.exp(-x))",
+    "softmax": "write e = np.exp(x - x.max(axis=-1, keepdims=True)); "
+               "e / e.sum(axis=-1, keepdims=True)",
+    "logsumexp": "write m = x.max(axis=-1, keepdims=True); "
+                 "m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))",
+    "relu": "write np.maximum(x, 0)",
+    "softplus": "write np.logaddexp(0, x)",
+    "heaviside": "write np.where(x > 0, 1.0, 0.0)",
+    "einsum": "write the contraction with @ / np.matmul (and .T, .reshape)",
+    "tensordot": "write the contraction with @ / np.matmul (and .T, .reshape)",
+    "inner": "use @ / np.dot",
+    "vdot": "write np.sum(x * y)",
+    "outer": "write x[:, None] * y[None, :]",
+    "std": "write np.sqrt(np.mean((x - x.mean()) ** 2))",
+    "var": "write np.mean((x - x.mean()) ** 2)",
+    "hstack": "use np.concatenate(..., axis=-1)",
+    "vstack": "use np.concatenate(..., axis=0) or np.stack",
+    "fabs": "use np.abs",
+    "round": "use np.rint (both round halves to even)",
+    "around": "use np.rint (both round halves to even)",
+    "copy": "use x.copy(), or x itself: values are never modified in place",
+    "array": "build arrays outside the step and pass them as non-sequences, or use "
+             "np.zeros_like / np.full_like",
+    "asarray": "values in a step are arrays already; convert dtypes with .astype(...)",
+    "zeros": "use np.zeros_like(x, shape=...) or pass the array as a non-sequence",
+    "ones": "use np.ones_like(x, shape=...) or pass the array as a non-sequence",
+    "empty": "use np.zeros_like(x, shape=...)",
+    "full": "use np.full_like(x, value, shape=...)",
+}
+
+
+def unsupported_numpy_hint(name: str) -> str:
+    """What to write instead of ``np.<name>``: a known alternative, or the supported functions
+    whose names are nearest (never the whole list)."""
+    if name in _ALTERNATIVES:
+        return f"For np.{name}, {_ALTERNATIVES[name]}."
+    nearest = difflib.get_close_matches(name, SUPPORTED_NUMPY, n=4, cutoff=0.6)
+    if nearest:
+        return ("Nearest supported NumPy functions: " + ", ".join(f"np.{n}" for n in nearest)
+                + ". The README lists them all (\"What a step function may contain\").")
+    return ("scanopt compiles NumPy's elementwise functions, reductions, matmul and shape "
+            "functions (the README lists them all); write this one with those, in a helper "
+            "function if you like.")
 
 
 class NumpyCalls:
@@ -198,10 +253,8 @@ class NumpyCalls:
         obj = getattr(np, attr, None)
         if obj is not None and numpy_name(obj) is not None:
             return PyObject(obj)
-        raise UnsupportedSyntax(
-            f"np.{attr} is not supported inside a step function", loc,
-            hint="Supported NumPy functions: " + ", ".join(f"np.{n}" for n in SUPPORTED_NUMPY)
-                 + ".")
+        raise UnsupportedSyntax(f"np.{attr} is not supported inside a step function", loc,
+                                hint=unsupported_numpy_hint(attr))
 
     def _dtype_call(self, dtype_class, args, kwargs, node, scope: Scope) -> Value:
         loc = scope.context.source.loc(node)

@@ -33,14 +33,41 @@ def function_source(fn) -> FunctionSource:
     if cached is not None:
         return cached
     filename = code.co_filename
+    node = _lambda_in_file(code) if code.co_name == "<lambda>" else None
+    if node is None:
+        node = _function_from_its_lines(fn, code)
+    result = FunctionSource(node, filename)
+    _AST_CACHE[code] = result
+    return result
+
+
+def _lambda_in_file(code) -> ast.Lambda | None:
+    """A lambda found in the parsed text of its whole file: wherever it sits (a dict value, a
+    tuple in a list spanning several lines), the file parses. None when the file cannot be read
+    or parsed (a notebook cell with magics) or does not hold it (edited since import)."""
+    text = "".join(linecache.getlines(code.co_filename))
+    if not text:
+        return None
+    cached = _FILE_TREES.get(code.co_filename)
+    if cached is None or cached[0] != text:
+        try:
+            cached = (text, ast.parse(text, code.co_filename))
+        except (SyntaxError, ValueError):
+            return None
+        _FILE_TREES[code.co_filename] = cached
+    return _find_lambda(cached[1], code)
+
+
+_FILE_TREES: dict[str, tuple[str, ast.Module]] = {}
+
+
+def _function_from_its_lines(fn, code) -> ast.FunctionDef | ast.Lambda:
+    """``fn``'s node, parsed from the lines ``inspect`` attributes to it."""
+    filename = code.co_filename
     try:
         lines, first_line = inspect.getsourcelines(code)
     except (OSError, TypeError):
-        raise ScanError(
-            f"cannot read the source of {fn.__qualname__!r} (defined in {filename})",
-            hint="scanopt compiles the step function from its source: define it in a .py file "
-                 "(or a notebook cell), not through exec() or the interactive prompt.",
-        ) from None
+        raise _no_source_error(fn, filename) from None
     source = "".join(lines)
     dedented = textwrap.dedent(source)
     indent = _common_indent(source, dedented)
@@ -52,21 +79,35 @@ def function_source(fn) -> FunctionSource:
             if getattr(node, "end_col_offset", None) is not None:
                 node.end_col_offset += indent
     if code.co_name == "<lambda>":
-        node = _find_lambda(tree, code, filename)
-    else:
-        node = next(
-            (n for n in ast.walk(tree)
-             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == code.co_name),
-            None,
-        )
+        node = _find_lambda(tree, code)
         if node is None:
-            raise ScanError(f"cannot find the definition of {fn.__qualname__!r} in {filename}")
-        if isinstance(node, ast.AsyncFunctionDef):
-            raise UnsupportedSyntax("an async function cannot be a step function",
-                                    SourceLocation(filename, node.lineno, node.col_offset + 1))
-    result = FunctionSource(node, filename)
-    _AST_CACHE[code] = result
-    return result
+            raise ScanError(f"cannot find the lambda defined at {filename}:{code.co_firstlineno}")
+        return node
+    node = next(
+        (n for n in ast.walk(tree)
+         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == code.co_name),
+        None,
+    )
+    if node is None:
+        raise ScanError(f"cannot find the definition of {fn.__qualname__!r} in {filename}")
+    if isinstance(node, ast.AsyncFunctionDef):
+        raise UnsupportedSyntax("an async function cannot be a step function",
+                                SourceLocation(filename, node.lineno, node.col_offset + 1))
+    return node
+
+
+def _no_source_error(fn, filename: str) -> UnsupportedSyntax:
+    if filename.startswith("<"):
+        where = {"<string>": "by exec() or eval()", "<stdin>": "at the interactive prompt"}.get(
+            filename, f"in {filename}")
+        reason = f"it was defined {where}, which keeps no source code"
+    else:
+        reason = f"its file {filename} cannot be read"
+    return UnsupportedSyntax(
+        f"cannot read the source of the function {fn.__qualname__!r}: {reason}",
+        hint="scanopt compiles a step function (and the helpers it calls) from its source "
+             "code. Define it in a .py file and import it, or in a notebook cell; code generated "
+             "at run time can be written to a .py file and imported.")
 
 
 def _common_indent(source: str, dedented: str) -> int:
@@ -98,7 +139,9 @@ def _parse(text: str, filename: str, first_line: int) -> ast.Module:
     raise ScanError(f"cannot parse the source of the function at {filename}:{first_line}")
 
 
-def _find_lambda(tree: ast.AST, code, filename: str) -> ast.Lambda:
+def _find_lambda(tree: ast.AST, code) -> ast.Lambda | None:
+    """The lambda of ``code`` among those of ``tree``: by line, parameters and, when several
+    match, the columns of its body."""
     lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)
                and n.lineno == code.co_firstlineno]
     arg_names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount
@@ -116,9 +159,7 @@ def _find_lambda(tree: ast.AST, code, filename: str) -> ast.Lambda:
             matching = [n for n in matching
                         if (n.body.lineno, n.body.col_offset) <= (line, col)
                         <= (n.body.end_lineno, n.body.end_col_offset)] or matching
-    if not matching:
-        raise ScanError(f"cannot find the lambda defined at {filename}:{code.co_firstlineno}")
-    return matching[0]
+    return matching[0] if matching else None
 
 
 def _lambda_arg_names(node: ast.Lambda) -> tuple[str, ...]:
