@@ -1,5 +1,5 @@
 """Cache directory safety: unsafe, read-only, full and disabled directories, many processes at
-once, edits that must invalidate entries, and the size cap.
+once, edits that must invalidate entries, the size cap, and ``scanopt cache info|clear``.
 
 Unsafe directories are made for real (chmod; chown when the tests run as root; symbolic
 links). A full disk is simulated: every write into the cache directory raises ENOSPC (or
@@ -29,6 +29,7 @@ from scanopt.frontend.captures import CapturePlan
 from conftest import assert_matches, plain_loop
 from test_cache import CALL_KEY, OPTIONS, Project, fake_compiled, plain_step
 from test_cache import cache_dir, project  # noqa: F401  (fixtures)
+from test_cli import run_cli
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 X = np.linspace(-1, 1, 12).reshape(4, 3)
@@ -610,3 +611,57 @@ def test_a_disk_hit_records_its_use(cache_dir):
     run_steps(step_a)
     assert scanopt.cache_info()["disk_hits"] == 1
     assert time.time() - index.stat().st_mtime < 60
+
+
+# ---------------------------------------------------------------------------------------------
+# scanopt cache info | clear
+
+
+def info_lines(result) -> dict[str, str]:
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
+
+
+def test_cache_info_and_clear(cache_dir, fresh):
+    info = info_lines(run_cli("cache", "info"))
+    assert info["location"] == str(cache_dir)
+    assert info["usable"].startswith("yes") and info["entries"] == "0"
+    assert info["cap"] == "268435456 bytes (256.0 MiB; the default; set " \
+                          "SCANOPT_CACHE_MAX_BYTES to change it)"
+
+    publish(0), publish(1), publish(2, source_variant=0)
+    fresh.setenv("SCANOPT_CACHE_MAX_BYTES", "1000000")
+    info = info_lines(run_cli("cache", "info"))
+    assert (info["usable"], info["entries"], info["modules"]) == ("yes", "3", "2")
+    assert info["size"] == f"{total_size(cache_dir)} bytes (0.0 MiB)"
+    assert info["cap"] == "1000000 bytes (1.0 MiB; SCANOPT_CACHE_MAX_BYTES)"
+
+    size = total_size(cache_dir)
+    result = run_cli("cache", "clear")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"removed 3 entries ({size} bytes) from {cache_dir}\n"
+    assert not list((cache_dir / "index").iterdir())
+    assert not list((cache_dir / "generated").iterdir())
+    assert info_lines(run_cli("cache", "info"))["entries"] == "0"
+
+
+def test_cache_info_says_why_a_directory_is_not_used(tmp_path, fresh):
+    path = world_writable(tmp_path, fresh)
+    planted = private(path / "index") / f"{'0' * 64}.json"
+    planted.write_text("{}")
+    fresh.setenv("SCANOPT_CACHE_DIR", str(path))
+    info = info_lines(run_cli("cache", "info"))
+    assert info["usable"] == f"no: {path} is writable by other users (mode 0777)"
+    assert info["entries"] == "1"
+    result = run_cli("cache", "clear")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: not clearing the cache directory {path}: ")
+    assert planted.exists()
+
+    fresh.setenv("SCANOPT_CACHE_DIR", "")
+    info = info_lines(run_cli("cache", "info"))
+    assert info["location"] == "none"
+    assert info["usable"] == "no: the disk cache is off (SCANOPT_CACHE_DIR is empty)"
+    result = run_cli("cache", "clear")
+    assert result.returncode == 0
+    assert result.stdout == "nothing to clear: the disk cache is off (SCANOPT_CACHE_DIR is empty)\n"
