@@ -18,7 +18,7 @@ The layout under :func:`cache_root`::
 The directory holds code that gets imported, so it is used only when it is safe
 (:func:`check_directory`): it and its three subdirectories must be real directories owned by
 this user and writable by no one else, and no directory above it may be writable by everyone
-unless it has the sticky bit (as ``/tmp`` has). A ``SCANOPT_CACHE_DIR`` that is a symbolic
+unless it has the sticky bit and belongs to root or this user (as ``/tmp``). A ``SCANOPT_CACHE_DIR`` that is a symbolic
 link is resolved once and its target checked; links inside the cache (subdirectories,
 entries, modules) are never followed. An unsafe directory is neither read nor written: one
 :class:`CacheWarning` per directory and process, and loops are compiled in memory. So are they
@@ -203,17 +203,21 @@ def _not_private(path: str, st: os.stat_result) -> str:
 
 
 def _exposed_ancestor(path: str) -> str:
-    """A directory above ``path`` in which anyone may replace ``path``: world-writable without
-    the sticky bit. (``/tmp`` has the bit: only the owner of a name in it may rename it.)"""
+    """A directory above ``path`` in which anyone may replace ``path``: writable by everyone,
+    without the sticky bit or owned by another user. (``/tmp`` has the bit and is root's: only
+    the owner of a name in it, or root, may rename it.)"""
     if os.name != "posix":
         return ""
     parent = os.path.dirname(path)
     while True:
         with contextlib.suppress(OSError):
-            mode = os.stat(parent).st_mode
-            if mode & 0o002 and not mode & stat.S_ISVTX:
+            st = os.stat(parent)
+            if st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX:
                 return (f"{parent}, above it, is writable by everyone without the sticky bit, so "
                         "anyone may replace the cache directory")
+            if st.st_mode & 0o002 and st.st_uid not in (0, os.geteuid()):
+                return (f"{parent}, above it, is writable by everyone and owned by another user "
+                        f"(uid {st.st_uid}), who may replace the cache directory")
         if os.path.dirname(parent) == parent:
             return ""
         parent = os.path.dirname(parent)

@@ -161,6 +161,15 @@ def in_world_writable_parent(tmp, mp):
     return private(shared / "cache")
 
 
+def in_another_users_sticky_parent(tmp, mp):
+    if not ROOT:
+        pytest.skip("giving a directory to another user needs root")
+    shared = private(tmp / "shared")
+    shared.chmod(0o1777)
+    os.chown(shared, 4242, 4242)  # the owner of a sticky directory may rename what is in it
+    return private(shared / "cache")
+
+
 UNSAFE = {
     "world-writable": (world_writable, "is writable by other users (mode 0777)"),
     "group-writable": (group_writable, "is writable by other users (mode 0770)"),
@@ -170,6 +179,7 @@ UNSAFE = {
     "symlinked locks/": (symlinked_locks, "locks is a symbolic link"),
     "link to a world-writable directory": (link_to_world_writable, "writable by other users"),
     "world-writable parent": (in_world_writable_parent, "without the sticky bit"),
+    "another user's sticky parent": (in_another_users_sticky_parent, "owned by another user"),
 }
 
 
