@@ -410,6 +410,7 @@ def test_eight_processes_compile_one_entry(project, monkeypatch):
     assert_matches(outs[0], project.expected())
 
     index, entry = project.entry()  # exactly one, and it is valid
+    assert [p.name for p in index.parent.iterdir()] == [index.name]  # no temporaries either
     assert [p.name for p in (project.cache_dir / "generated").iterdir()] == [entry["module"]]
     steps = _import_file(project.root / "steps.py", monkeypatch)
     with warnings.catch_warnings():
