@@ -7,7 +7,11 @@ Environment variables (the complete list):
 
 - ``SCANOPT_DISABLE=1``: run the plain Python loop instead of compiling (the reference semantics).
 - ``SCANOPT_CACHE_DIR``: where generated modules and the disk cache live (default: a private
-  directory in the user cache directory).
+  directory in the user cache directory). The empty string turns the disk cache off: nothing is
+  read from or written to disk but generated modules, in a private temporary directory of the
+  process. A directory that others can write to (or owned by another user) is not used.
+- ``SCANOPT_CACHE_MAX_BYTES``: the size cap of the disk cache in bytes (default 268435456, 256
+  MiB); the least recently used entries are evicted beyond it.
 - ``SCANOPT_DEBUG_CACHE=1``: print one line per cache lookup to stderr (memory/disk hit, or miss
   and why).
 """

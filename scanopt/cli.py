@@ -6,6 +6,8 @@
     scanopt build SCRIPT.py --call NAME [-o OUT.py]          compile a loop ahead of time
             [--emit=scan|scan-opt|numpy|explain]             ... or print one stage of it
     scanopt passes                                           the registered passes
+    scanopt cache info | clear                               the disk cache: where, how big;
+                                                             empty it
     scanopt --version
 
 ``python -m scanopt.cli`` is the same program; the filecheck tests run ``scanopt-opt`` as
@@ -142,6 +144,22 @@ def _parser() -> argparse.ArgumentParser:
                             description="List the pass names that `scanopt opt -p` accepts, "
                                         "and the default pipeline.")
     passes.set_defaults(run=_run_passes)
+
+    cache = sub.add_parser(
+        "cache", help="show or empty the disk cache of compiled loops",
+        description="The disk cache of compiled loops (SCANOPT_CACHE_DIR; see the README's "
+                    "'Caching and configuration').")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_sub.add_parser(
+        "info", help="where the cache is, whether it is used (and why not), entries, size, cap",
+        description="Print the cache directory, whether scanopt uses it (and why not), the "
+                    "number of entries, their size and the size cap. Creates nothing.",
+    ).set_defaults(run=_run_cache_info)
+    cache_sub.add_parser(
+        "clear", help="remove every entry and generated module",
+        description="Remove every entry and generated module from the cache directory. A "
+                    "directory scanopt does not use because it is unsafe is left alone.",
+    ).set_defaults(run=_run_cache_clear)
     return parser
 
 
@@ -467,6 +485,51 @@ def _run_passes(args) -> int:
               "", "with exact_random=True (bit-for-bit the plain loop's numbers):",
               "  " + ",".join(EXACT_PIPELINE)]
     print("\n".join(lines))
+    return 0
+
+
+def _run_cache_info(args) -> int:
+    from scanopt import cache
+
+    info = cache.info()
+    directory = info.directory
+    usable = {"usable": "yes",
+              "read-only": f"read only: {directory.why} (entries are read, none are written)",
+              "unsafe": f"no: {directory.why}",
+              "off": "no: the disk cache is off (SCANOPT_CACHE_DIR is empty)",
+              "absent": "yes (the first compilation creates it)"}[directory.status]
+    configured = "SCANOPT_CACHE_MAX_BYTES" if os.environ.get("SCANOPT_CACHE_MAX_BYTES", "").strip() \
+        else "the default; set SCANOPT_CACHE_MAX_BYTES to change it"
+    print("\n".join([f"location: {directory.path or 'none'}",
+                     f"usable: {usable}",
+                     f"entries: {info.entries}",
+                     f"modules: {info.modules}",
+                     f"size: {info.size} bytes ({_mib(info.size)})",
+                     f"cap: {info.max_bytes} bytes ({_mib(info.max_bytes)}; {configured})"]))
+    return 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def _run_cache_clear(args) -> int:
+    from scanopt import cache
+
+    directory = cache.check_directory(create=False)
+    if directory.status == "unsafe":
+        raise CommandError(f"error: not clearing the cache directory {directory.path}: "
+                           f"{directory.why}")
+    if not directory.readable:
+        why = "it does not exist" if directory.status == "absent" else directory.why
+        print(f"nothing to clear: {why}")
+        return 0
+    entries, freed = cache.clear()
+    left = cache.info()
+    print(f"removed {entries} entries ({freed} bytes) from {directory.path}")
+    if left.entries or left.modules:
+        raise CommandError(f"error: {left.entries} entries and {left.modules} modules could not "
+                           f"be removed from {directory.path}")
     return 0
 
 
