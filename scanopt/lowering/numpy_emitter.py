@@ -21,7 +21,8 @@ from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
-from scanopt.lowering.buffers import BufferPlan, Target, plan_block
+from scanopt.lowering.buffers import (BufferPlan, Target, draws_into_workspace, plan_block,
+                                      returns_to_copy)
 
 _COMMENT_MARKER = "__scanopt_comment__:"
 
@@ -208,9 +209,10 @@ class _FunctionEmitter:
     def _op(self, op: Operation) -> list[ast.stmt]:
         if isinstance(op, func.ReturnOp):
             values = []
-            for v in op.arguments:
+            copies = returns_to_copy(op)
+            for k, v in enumerate(op.arguments):
                 use = self._use(v)
-                if v in self.plan.copy_on_return:
+                if v in self.plan.copy_on_return or k in copies:
                     use = ast.Call(ast.Attribute(use, "copy", ast.Load()), [], [])
                 values.append(use)
             value = values[0] if len(values) == 1 else ast.Tuple(values, ast.Load())
@@ -451,7 +453,7 @@ class _FunctionEmitter:
             op = seq.owner
             body.extend(self._origin(op))
             name = self.namer.name(seq)
-            if self.use_buffers and op.method.data in ("random", "standard_normal", "logistic"):
+            if self.use_buffers and draws_into_workspace(op):
                 # Drawn into one workspace array: no chunk is ever allocated twice.
                 buffer = self.namer.fresh(f"{name}_chunk")
                 self.plan.buffers[buffer] = (
