@@ -9,7 +9,8 @@
   code, and text that is no identifier (an IR symbol name, a file name) never becomes code.
 - Aliasing: inputs are never written (they are passed read-only, and compared byte for byte);
   returned arrays share no memory with inputs, with each other, with the loop's workspace, or
-  with the results of other calls, and a later call changes no earlier result.
+  with the results of other calls (also from several threads at once), and a later call changes
+  no earlier result.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import ast
 import copy
 import importlib.util
 import itertools
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -330,7 +333,7 @@ def _module_level_names(source: str) -> list[str]:
 
 
 # the step's __name__ → the name of its function in the generated module
-_STEP_NAMES = {"np": "np_1", "range": "range_1", "min": "min_1",
+_STEP_NAMES = {"np": "np_1", "range": "range_1", "min": "min_1", "IndexError": "IndexError_1",
                "_workspace": "_workspace_1", "_spare_workspaces": "_spare_workspaces_1",
                "__builtins__": "step", "__doc__": "step", "class": "step", "ｎｐ": "np_1",
                "ｃｌａｓｓ": "step", "match": "match", "ℌ": "H"}
@@ -764,3 +767,86 @@ def test_a_carry_drawn_in_chunks_survives_the_next_chunk(fn, optimize, monkeypat
         assert "for t0 in range(0, n_steps, 3)" in source
     for keep in _keeps(2):
         check(fn, make, optimize=optimize, keep=keep)
+
+
+# --------------------------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------------------------
+
+def lstm_step(x_t, h, c, W, U, b):
+    z = x_t @ W + h @ U + b
+    i = 1 / (1 + np.exp(-z[:, :4]))
+    f = 1 / (1 + np.exp(-z[:, 4:8]))
+    o = 1 / (1 + np.exp(-z[:, 8:12]))
+    c_new = f * c + i * np.tanh(z[:, 12:])
+    return o * np.tanh(c_new), c_new
+
+
+def _lstm_data(seed):
+    r = np.random.default_rng(seed)
+    return dict(sequences=r.standard_normal((4 + seed % 5, 3, 5)),
+                outputs_info=[r.standard_normal((3, 4)), r.standard_normal((3, 4))],
+                non_sequences=[r.standard_normal((5, 16)), r.standard_normal((4, 16)),
+                               r.standard_normal(16)])
+
+
+def test_a_spare_workspace_taken_by_another_call_meanwhile():
+    """Two calls may both see one spare workspace, then both try to take it: a check of the
+    list followed by a pop is a race (a free-threaded Python runs them in parallel)."""
+    step_args = _lstm_data(3)
+    scanopt.scan(lstm_step, **step_args)
+    module_globals = _compiled(lstm_step)[0].run.__globals__
+
+    class TakenMeanwhile(list):
+        def __bool__(self):  # another call takes the set right after this one looked
+            nonempty = len(self) > 0
+            self.clear()
+            return nonempty
+
+    module_globals["_spare_workspaces"] = TakenMeanwhile(module_globals["_spare_workspaces"])
+    try:
+        assert_matches(scanopt.scan(lstm_step, **step_args), _expected(lstm_step, step_args,
+                                                                         "all"))
+    finally:
+        module_globals["_spare_workspaces"] = []
+
+
+@pytest.mark.parametrize("keep", ["all", "last"])
+def test_threads_calling_one_compiled_loop(keep, optimize):
+    n_threads, calls = 8, 12
+    scanopt.scan(lstm_step, optimize=optimize, keep=keep, **_lstm_data(0))  # compile once
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(n_threads)
+
+    def worker(k):
+        try:
+            start.wait()
+            for call in range(calls):
+                seed = 1 + k * calls + call  # sequence lengths differ: workspaces change
+                kw = _read_only(_lstm_data(seed))
+                out = scanopt.scan(lstm_step, optimize=optimize, keep=keep, **kw)
+                results.setdefault(k, []).append((seed, out, [a.copy() for a in out]))
+        except BaseException as error:  # reported below, with the thread's traceback
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    if errors:
+        raise errors[0]
+    every = []
+    for k in range(n_threads):
+        for seed, out, saved in results[k]:
+            assert_matches(out, _expected(lstm_step, _lstm_data(seed), keep))
+            for a, s in zip(out, saved):  # no other thread's call changed it
+                np.testing.assert_array_equal(a, s)
+            every.extend(out)
+    _assert_disjoint(every, _workspace_arrays(lstm_step))

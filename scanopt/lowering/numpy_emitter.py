@@ -41,7 +41,7 @@ _NP_NAMES = {"absolute": "abs"}
 # Names the generated module looks up globally: numpy, the builtins it calls, and the helpers of
 # the first function (later functions' helpers take suffixed names). No function and no variable
 # may take one of them, nor one of the generated function's own variables.
-_GLOBALS = ("np", "range", "min", "len", "float", "int", "bool", "abs")
+_GLOBALS = ("np", "range", "min", "len", "float", "int", "bool", "abs", "IndexError")
 _WORKSPACE, _SPARE = "_workspace", "_spare_workspaces"
 _LOCALS = ("t", "t0", "steps_here", "work")
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
@@ -216,9 +216,12 @@ class _FunctionEmitter:
         spare = ast.Name(self.spare, ast.Load())
         body = [
             ast.Expr(ast.Constant(doc)),
-            ast.Assign([ast.Name("work", ast.Store())], ast.IfExp(
-                spare, ast.Call(ast.Attribute(spare, "pop", ast.Load()), [], []),
-                ast.Constant(None))),
+            _comment("list.pop is atomic: two concurrent calls never take the same set."),
+            ast.Try([ast.Assign([ast.Name("work", ast.Store())],
+                                ast.Call(ast.Attribute(spare, "pop", ast.Load()), [], []))],
+                    [ast.ExceptHandler(ast.Name("IndexError", ast.Load()), None, [
+                        ast.Assign([ast.Name("work", ast.Store())], ast.Constant(None))])],
+                    [], []),
             ast.If(ast.BoolOp(ast.Or(), [
                 ast.Compare(ast.Name("work", ast.Load()), [ast.Is()], [ast.Constant(None)]),
                 ast.Compare(ast.Subscript(ast.Name("work", ast.Load()), ast.Constant("n_steps"),
