@@ -12,7 +12,7 @@ For every op that NumPy can run with ``out=`` the planner picks a target:
   across calls; buffers whose values are dead are recycled within the block (liveness).
 
 Values the user gets back (histories, last values, anything returned) never live in a workspace
-buffer, and inputs are never written.
+buffer, never share memory with an input or with each other, and inputs are never written.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
 from scanopt.dialects.scan import extra_rows
@@ -33,6 +33,39 @@ _COMPARES = (scan.EqOp, scan.NeOp, scan.LtOp, scan.LeOp, scan.GtOp, scan.GeOp)
 def is_view(op: Operation) -> bool:
     """Whether ``op``'s result shares its operand's memory (a contiguous transpose copies)."""
     return isinstance(op, _VIEW_OPS) and "contiguous" not in op.attributes
+
+
+def _memory_root(value: SSAValue) -> SSAValue:
+    """The value whose memory ``value`` may be: through views, and through contiguous
+    transposes too (``np.ascontiguousarray`` returns its operand when it is contiguous already,
+    as the transpose of a ``(1, n)`` array is)."""
+    while isinstance(value.owner, _VIEW_OPS):
+        value = value.owner.operands[0]
+    return value
+
+
+def draws_into_workspace(op: Operation) -> bool:
+    """Whether ``op``'s draws for many steps are made chunk by chunk into one workspace array,
+    which the next chunk's draws overwrite (without buffers, each chunk is a new array)."""
+    return isinstance(op, scan.RandomOp) and op.steps is not None and \
+        op.method.data in ("random", "standard_normal", "logistic")
+
+
+def returns_to_copy(ret: func.ReturnOp) -> set[int]:
+    """Positions of returned values that may share memory with an input or with an earlier
+    returned value (``return hs, hs.T`` once the transpose is sunk after the loop, ``return W``):
+    they are returned as a copy, so no two returned arrays, and no returned array and input,
+    share memory."""
+    copies: set[int] = set()
+    seen: set[SSAValue] = set()
+    for k, value in enumerate(ret.arguments):
+        if not isinstance(value.type, TensorType):
+            continue  # a scalar: immutable
+        root = _memory_root(value)
+        if root in seen or isinstance(root, BlockArgument):
+            copies.add(k)
+        seen.add(root)
+    return copies
 
 
 @dataclass(frozen=True)
@@ -92,15 +125,21 @@ class _Planner:
         self.free: dict[tuple, list[str]] = {}
         self.yielded: dict[SSAValue, list[int]] = {}
         self.returned: set[SSAValue] = set()
-        # Carries whose value the next step passes on to another carry (the registers of an
-        # output read at several taps): it must live several steps, so no ping-pong pair.
-        self.shifted: set[int] = set()
-        loop = block.parent_op()
-        if isinstance(loop, scan.LoopOp) and isinstance(block.last_op, scan.YieldOp):
-            yielded_values = set(block.last_op.values)
-            self.shifted = {k for k, arg in enumerate(loop.carry_args) if arg in yielded_values}
+        # carries whose previous value a step passes on to a carry (``return f(h), h``): read
+        # two steps after they were written, so two arrays written in turn are not enough
+        self.outliving: set[int] = set()
 
     def run(self) -> None:
+        loop = self.block.parent_op()
+        if isinstance(loop, scan.LoopOp):
+            carried = {_memory_root(v) for j, v in enumerate(self.block.last_op.values)
+                       if j in self.carries}
+            self.outliving = {k for k, arg in enumerate(loop.carry_args) if arg in carried}
+            # A slice of a chunk of pre-drawn numbers lives in a workspace array that the next
+            # chunk's draws overwrite.
+            for seq, arg in zip(loop.sequences, loop.seq_args):
+                if draws_into_workspace(seq.owner):
+                    self.storage[arg] = ("chunk",)
         for k, op in enumerate(self.ops):
             for operand in op.operands:
                 self.last_use[operand] = k
@@ -137,7 +176,7 @@ class _Planner:
         if isinstance(terminator, scan.YieldOp):
             for k, value in enumerate(terminator.values):
                 storage = self.storage.get(self._root(value))
-                if k in self.carries and storage is not None and storage[0] == "buffer":
+                if k in self.carries and storage is not None and storage[0] in ("buffer", "chunk"):
                     self.plan.copy_carries.add(k)
         self._name_buffers()
 
@@ -204,7 +243,7 @@ class _Planner:
             if self.histories.get(first) and first not in self.plan.in_history:
                 return Target("history", output=first)
             if first in self.carries and first not in self.plan.pingpong and \
-                    first not in self.shifted:
+                    first not in self.outliving:
                 # Kept from step to step without a history: two arrays, written in turn, so
                 # the new value never overwrites the one this step reads.
                 pair = tuple(self.namer.fresh(f"{self.carries[first]}_{half}")

@@ -4,24 +4,31 @@ The module imports NumPy only. It is built as Python ``ast`` and unparsed; names
 user's variables (``h``, ``x_t``), made unique with a suffix; each group of statements is preceded
 by a comment quoting the user's line it comes from. Values used once and named by nobody are
 written inline, so ``np.tanh(x_t @ W + h @ U + b)`` reads as the user wrote it.
+
+Hygiene: text from the user (names, the quoted lines, the function's name) reaches the source
+only as a checked identifier that no name of the generated code's own can shadow, as a string
+constant, or inside a comment that cannot end before its line does.
 """
 
 from __future__ import annotations
 
 import ast
 import keyword
+import linecache
 import math
 import os
+import unicodedata
 from collections.abc import Iterable
 
 import numpy as np
 from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, TensorType
+from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, StringAttr, TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
-from scanopt.lowering.buffers import BufferPlan, Target, plan_block
+from scanopt.lowering.buffers import (BufferPlan, Target, draws_into_workspace, plan_block,
+                                      returns_to_copy)
 
 _COMMENT_MARKER = "__scanopt_comment__:"
 
@@ -31,8 +38,13 @@ _PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
 _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
-# Names the generated code uses itself (builtins it calls, the step index): never a variable's.
-_RESERVED = {"np", "range", "t", "float", "int", "bool", "abs", "min", "len", "_grown"}
+# Names the generated module looks up globally: numpy, the builtins it calls, and the helpers of
+# the first function (later functions' helpers take suffixed names). No function and no variable
+# may take one of them, nor one of the generated function's own variables.
+_GLOBALS = ("np", "range", "min", "len", "float", "int", "bool", "abs", "IndexError",
+            "_grown")
+_WORKSPACE, _SPARE = "_workspace", "_spare_workspaces"
+_LOCALS = ("t", "t0", "steps_here", "work")
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
 
@@ -42,17 +54,31 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
 
     With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
     across steps and calls, and stacked outputs are written in place (see ``buffers.py``).
+
+    A function is defined under its ``sym_name`` when that is a valid name the module does not
+    need for itself; otherwise (``np``, ``range``, a keyword, text that is no identifier) under
+    a safe one, which becomes its ``sym_name`` so that callers find it.
     """
     body: list[ast.stmt] = []
     if header:
         body.append(ast.Expr(ast.Constant(header)))
     body.append(ast.Import(names=[ast.alias("numpy", "np")]))
+    module_names = _Namer((*_GLOBALS, _WORKSPACE, _SPARE))
+    functions = [op for op in module.ops if isinstance(op, func.FuncOp)]
     needs_grow_helper = False
-    for op in module.ops:
-        if isinstance(op, func.FuncOp):
-            emitter = _FunctionEmitter(op, buffers=buffers)
-            body.extend(emitter.emit())
-            needs_grow_helper |= emitter.needs_grow_helper
+    for k, op in enumerate(functions):
+        helpers = (_WORKSPACE, _SPARE) if k == 0 else \
+            (module_names.fresh(_WORKSPACE), module_names.fresh(_SPARE))
+        name = _identifier(op.sym_name.data)
+        if name is None or (name.startswith("__") and name.endswith("__")):
+            name = "step"  # a dunder would replace the module's own (__doc__, __builtins__)
+        name = module_names.fresh(name)
+        if name != op.sym_name.data:
+            op.sym_name = StringAttr(name)
+        emitter = _FunctionEmitter(op, buffers=buffers, helpers=helpers,
+                                   taken=module_names.taken)
+        body.extend(emitter.emit())
+        needs_grow_helper |= emitter.needs_grow_helper
     if needs_grow_helper:
         body[body.index(next(s for s in body if isinstance(s, ast.Import))) + 1:0] = \
             _grown_helper()
@@ -62,36 +88,64 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
 
 
 def _render(tree: ast.Module) -> str:
-    """Unparse, turning comment markers (string statements) into real comments."""
-    lines = []
-    for line in ast.unparse(tree).splitlines():
-        stripped = line.strip()
-        if _COMMENT_MARKER in stripped and stripped[:1] in "'\"":
-            text = ast.literal_eval(stripped).replace(_COMMENT_MARKER, "")
-            indent = line[: len(line) - len(line.lstrip())]
-            lines.append(f"{indent}# {text}")
-        else:
-            if line.startswith(("def ", "import ")) and lines and lines[-1] != "":
-                lines.append("")
-                if line.startswith("def "):
-                    lines.append("")
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+    """Unparse, turning comment statements (string constants marked by ``_comment``) into real
+    comments.
+
+    They are found by parsing the unparsed text again, not by how a line looks: a docstring line
+    may look like anything. Each is one line (its text is printable, so ``repr`` keeps it on one)
+    and is replaced by ``# text``.
+    """
+    text = ast.unparse(tree)
+    lines = text.split("\n")  # unparse writes no other line break: the rest are escaped
+    blank_before: set[int] = set()
+    reparsed = ast.parse(text)
+    docstrings = {id(node.body[0]) for node in ast.walk(reparsed)
+                  if isinstance(node, ast.Module | ast.FunctionDef) and node.body}
+    for node in ast.walk(reparsed):
+        if isinstance(node, ast.Expr) and id(node) not in docstrings and \
+                isinstance(node.value, ast.Constant) and isinstance(node.value.value, str) and \
+                node.value.value.startswith(_COMMENT_MARKER):
+            assert node.lineno == node.end_lineno
+            comment = node.value.value[len(_COMMENT_MARKER):]
+            lines[node.lineno - 1] = f"{' ' * node.col_offset}# {comment}"
+    for node in reparsed.body[1:]:
+        if isinstance(node, ast.Import | ast.FunctionDef) and lines[node.lineno - 2] != "":
+            blank_before.add(node.lineno - 1)
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        if k in blank_before:
+            out.append("")
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _comment(text: str) -> ast.stmt:
-    return ast.Expr(ast.Constant(_COMMENT_MARKER + " ".join(text.split())))
+    """A comment statement (see ``_render``): one line of printable text, whitespace (line and
+    paragraph separators included) collapsed to single spaces, other unprintable characters
+    escaped as in a string literal."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in " ".join(text.split()))
+    return ast.Expr(ast.Constant(_COMMENT_MARKER + text))
+
+
+def _identifier(hint: str | None) -> str | None:
+    """``hint`` as the name Python would bind for it (NFKC-normalised, as the parser does), if it
+    is a valid one: an identifier and not a keyword (soft keywords like ``match`` are fine)."""
+    if not hint:
+        return None
+    name = unicodedata.normalize("NFKC", hint)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else None
 
 
 class _Namer:
     """Unique, valid Python names, preferring the user's."""
 
-    def __init__(self) -> None:
-        self.taken: set[str] = set(_RESERVED)
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.taken: set[str] = set(taken)
         self.names: dict[SSAValue, str] = {}
 
     def fresh(self, hint: str) -> str:
-        base = hint if hint.isidentifier() and not keyword.iskeyword(hint) else "v"
+        base = _identifier(hint) or "v"
         candidate, k = base, 1
         while candidate in self.taken:
             candidate, k = f"{base}_{k}", k + 1
@@ -105,9 +159,12 @@ class _Namer:
 
 
 class _FunctionEmitter:
-    def __init__(self, function: func.FuncOp, buffers: bool = False):
+    def __init__(self, function: func.FuncOp, buffers: bool = False,
+                 helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = ()):
         self.function = function
-        self.namer = _Namer()
+        self.workspace, self.spare = helpers  # the names of this function's workspace helpers
+        # Every module-level name stays visible inside: no variable shadows one.
+        self.namer = _Namer({*_GLOBALS, *_LOCALS, *helpers, *taken})
         self.inline: dict[SSAValue, ast.expr] = {}
         self.last_line: tuple[str, int] | None = None
         self.use_buffers = buffers
@@ -118,7 +175,6 @@ class _FunctionEmitter:
         block = self.function.body.block
         params = [ast.arg(self.namer.name(arg, f"arg{arg.index}")) for arg in block.args]
         if self.use_buffers:
-            self.namer.taken.update({"work", "_workspace", "_spare_workspaces"})
             plan_block(block, self.plan, self.namer)
             for op in block.ops:
                 if isinstance(op, scan.LoopOp):
@@ -138,7 +194,7 @@ class _FunctionEmitter:
             n_steps = ast.Name(self.namer.name(block.args[-1]), ast.Load())
             prologue.append(_comment("Temporaries live in arrays reused across steps and calls."))
             prologue.append(ast.Assign([ast.Name("work", ast.Store())],
-                                       _call("_workspace", [n_steps])))
+                                       _call(self.workspace, [n_steps])))
             for name in self.plan.buffers:
                 prologue.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
                     ast.Name("work", ast.Load()), ast.Constant(name), ast.Load())))
@@ -166,13 +222,15 @@ class _FunctionEmitter:
         doc = ("Arrays for the temporaries of one call, reused across steps and calls.\n\n"
                "    A call takes a set and gives it back when it returns, so concurrent calls "
                "never\n    share one. Nothing in it is ever returned to the caller.\n    ")
+        spare = ast.Name(self.spare, ast.Load())
         body = [
             ast.Expr(ast.Constant(doc)),
-            ast.Assign([ast.Name("work", ast.Store())], ast.IfExp(
-                ast.Name("_spare_workspaces", ast.Load()),
-                ast.Call(ast.Attribute(ast.Name("_spare_workspaces", ast.Load()), "pop",
-                                       ast.Load()), [], []),
-                ast.Constant(None))),
+            _comment("list.pop is atomic: two concurrent calls never take the same set."),
+            ast.Try([ast.Assign([ast.Name("work", ast.Store())],
+                                ast.Call(ast.Attribute(spare, "pop", ast.Load()), [], []))],
+                    [ast.ExceptHandler(ast.Name("IndexError", ast.Load()), None, [
+                        ast.Assign([ast.Name("work", ast.Store())], ast.Constant(None))])],
+                    [], []),
             ast.If(ast.BoolOp(ast.Or(), [
                 ast.Compare(ast.Name("work", ast.Load()), [ast.Is()], [ast.Constant(None)]),
                 ast.Compare(ast.Subscript(ast.Name("work", ast.Load()), ast.Constant("n_steps"),
@@ -185,11 +243,11 @@ class _FunctionEmitter:
             ast.Return(ast.Name("work", ast.Load())),
         ]
         helper = ast.FunctionDef(
-            name="_workspace",
+            name=self.workspace,
             args=ast.arguments(posonlyargs=[], args=[ast.arg("n_steps")], kwonlyargs=[],
                                kw_defaults=[], defaults=[]),
             body=body, decorator_list=[], returns=None, type_params=[])
-        return [ast.Assign([ast.Name("_spare_workspaces", ast.Store())], ast.List([], ast.Load())),
+        return [ast.Assign([ast.Name(self.spare, ast.Store())], ast.List([], ast.Load())),
                 helper]
 
     # -- blocks -------------------------------------------------------------------------------
@@ -208,24 +266,23 @@ class _FunctionEmitter:
         if key == self.last_line:
             return []
         self.last_line = key
-        import linecache
-
         text = linecache.getline(key[0], key[1]).strip()
         return [_comment(f"{os.path.basename(key[0])}:{key[1]}: {text}")]
 
     def _op(self, op: Operation) -> list[ast.stmt]:
         if isinstance(op, func.ReturnOp):
             values = []
-            for v in op.arguments:
+            copies = returns_to_copy(op)
+            for k, v in enumerate(op.arguments):
                 use = self._use(v)
-                if v in self.plan.copy_on_return:
+                if v in self.plan.copy_on_return or k in copies:
                     use = ast.Call(ast.Attribute(use, "copy", ast.Load()), [], [])
                 values.append(use)
             value = values[0] if len(values) == 1 else ast.Tuple(values, ast.Load())
             give_back = []
             if self.plan.buffers:
                 give_back.append(ast.Expr(ast.Call(ast.Attribute(
-                    ast.Name("_spare_workspaces", ast.Load()), "append", ast.Load()),
+                    ast.Name(self.spare, ast.Load()), "append", ast.Load()),
                     [ast.Name("work", ast.Load())], [])))
             return [*give_back, ast.Return(value)]
         if op in self.plan.targets:
@@ -309,7 +366,9 @@ class _FunctionEmitter:
             kwargs = [ast.keyword("out", destination)]
             if dtype != np.float64:
                 kwargs.insert(0, ast.keyword("dtype", _dtype_expr(dtype)))
-            return ast.Call(ast.Attribute(operands[0], op.method.data, ast.Load()), [], kwargs)
+            return ast.Call(ast.Attribute(operands[0], _known(op.method.data,
+                                                               scan.RandomOp.METHODS),
+                                          ast.Load()), [], kwargs)
         raise NotImplementedError(op.name)
 
     def _inlinable(self, op: Operation) -> bool:
@@ -488,7 +547,6 @@ class _FunctionEmitter:
                       steps_run: str | None = None):
         """The step loop inside a loop over chunks of steps, drawing each chunk's randoms first.
         ``steps_run``: the variable that an early stop (until) sets below n_steps."""
-        self.namer.taken.update({"t0", "steps_here"})
         bytes_per_step = sum(
             int(np.prod(aval_of(arg.type).shape)) * aval_of(arg.type).dtype.itemsize
             for _, arg in predraws)
@@ -503,7 +561,7 @@ class _FunctionEmitter:
             op = seq.owner
             body.extend(self._origin(op))
             name = self.namer.name(seq)
-            if self.use_buffers and op.method.data in ("random", "standard_normal", "logistic"):
+            if self.use_buffers and draws_into_workspace(op):
                 # Drawn into one workspace array: no chunk is ever allocated twice.
                 buffer = self.namer.fresh(f"{name}_chunk")
                 self.plan.buffers[buffer] = (
@@ -590,7 +648,7 @@ class _FunctionEmitter:
                     ast.Tuple([ast.Constant(a) for a in axes], ast.Load())
             if op.keepdims is not None:
                 kwargs["keepdims"] = ast.Constant(True)
-            return _np_call(op.kind.data, operands, **kwargs)
+            return _np_call(_known(op.kind.data, scan.ReduceOp.KINDS), operands, **kwargs)
         if isinstance(op, scan.TransposeOp):
             view = self._transpose_view(op, operands[0])
             if "contiguous" in op.attributes:
@@ -642,15 +700,15 @@ class _FunctionEmitter:
                 parts.append(ast.Constant(None))
             elif entry == "...":
                 parts.append(ast.Constant(Ellipsis))
-            elif ":" in entry:
-                bounds = [_int_literal(int(p)) if p else None for p in entry.split(":")]
+            elif ":" in entry and entry.count(":") <= 2:
+                bounds = [_int_literal(_index_int(p)) if p else None for p in entry.split(":")]
                 parts.append(ast.Slice(*bounds))
             else:
-                parts.append(_int_literal(int(entry)))
+                parts.append(_int_literal(_index_int(entry)))
         return parts[0] if len(parts) == 1 else ast.Tuple(parts, ast.Load())
 
     def _random(self, op: scan.RandomOp, operands: list[ast.expr]) -> ast.expr:
-        method = op.method.data
+        method = _known(op.method.data, scan.RandomOp.METHODS)
         rng, params = operands[0], operands[1:]
         kwargs: dict[str, ast.expr] = {}
         if op.size is not None:
@@ -681,6 +739,21 @@ def _grown_helper() -> list[ast.stmt]:
         "    bigger[:len(history)] = history\n"
         "    return bigger\n")
     return ast.parse(source).body
+
+
+def _known(name: str, names: Iterable[str]) -> str:
+    """A function or method name read from the IR, if its op's verifier allows it: an
+    unverified module never puts other text in the code."""
+    if name not in names:
+        raise NotImplementedError(f"no NumPy lowering for {name!r}")
+    return name
+
+
+def _index_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise NotImplementedError(f"no NumPy lowering for the index {text!r}") from None
 
 
 def _logistic_in_place(rng: ast.expr, name: str, dtype: np.dtype) -> list[ast.stmt]:
