@@ -227,7 +227,10 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
 
 
 def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
-    key = (_code_of(fn), call.key, bool(exact_random), bool(optimize), backend)
+    code = _code_of(fn)
+    # Identical functions in two files have equal code objects: the file tells them apart.
+    key = (code, getattr(code, "co_filename", None), call.key, bool(exact_random),
+           bool(optimize), backend)
     try:
         entries = _STATS.entries.setdefault(key, [])
     except TypeError:  # an unhashable callable

@@ -205,3 +205,18 @@ def test_clear_cache_releases_the_workspaces():
     assert len(spare) == 1  # kept between calls
     scanopt.clear_cache()
     assert spare == [] and scanopt.cache_info()["size"] == 0
+
+
+def test_identical_steps_in_two_files_are_told_apart(tmp_path):
+    """Their code objects compare equal; errors and generated comments must name each one's own
+    file, and each gets its own compiled loop."""
+    from conftest import generated_module
+
+    source = "import numpy as np\n\ndef step(x_t, h):\n    return np.tanh(x_t + h) + print(h)\n"
+    X, h0 = np.zeros((3, 2)), np.zeros(2)
+    for directory in ("a", "b"):
+        (tmp_path / directory).mkdir()
+        with generated_module(source, tmp_path / directory, prefix=f"_twin_{directory}") as mod:
+            with pytest.raises(scanopt.UnsupportedSyntax) as error:
+                scanopt.scan(mod.step, X, h0)
+            assert mod.__file__ in str(error.value)

@@ -270,10 +270,6 @@ def test_one_name_that_collides(name, tmp_path):
         check(module.as_non_sequence, _ONE_NAME_DATA, optimize=False)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="frontend: xDSL accepts no name hint that starts with a non-ASCII "
-                          "letter and raises ValueError for a parameter named α; the builder "
-                          "must not set such a hint (leave it None, or use an ASCII stand-in)")
 @pytest.mark.parametrize("name", ["α", "ψ0"])
 def test_non_ascii_names(name, tmp_path):
     with generated_module(_ONE_NAME.replace("NAME", name), tmp_path, "_one") as module:

@@ -21,7 +21,7 @@ from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.generator_methods import RNG_METHODS
 from scanopt.frontend.values import (BoundMethod, Const, Instance, LocalFunction, PyObject,
                                      ReturnSignal, Scope, TupleVal, Value, can_name, describe,
-                                     is_slice, tuple_items)
+                                     is_slice, name_value, tuple_items)
 from scanopt.signature import RngVal, is_python_scalar
 
 _BINOPS: dict[type, str] = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply",
@@ -157,7 +157,7 @@ class ExpressionWalker:
         match target:
             case ast.Name(id=name):
                 if isinstance(value, SSAValue) and can_name(value):
-                    value.name_hint = name
+                    name_value(value, name)
                 scope.names[name] = value
             case ast.Tuple(elts=elts) | ast.List(elts=elts):
                 items = self._unpack(value, len(elts), target, scope)

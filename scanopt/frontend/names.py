@@ -28,7 +28,7 @@ from scanopt.frontend.numpy_functions import bind_call, numpy_name, unsupported_
 from scanopt.frontend.source import function_source
 from scanopt.frontend.values import (ArityError, BoundMethod, Const, FunctionContext, Instance,
                                      LocalFunction, PyFunction, PyObject, ReturnSignal, Scope,
-                                     TupleVal, UntilVal, Value, describe)
+                                     TupleVal, UntilVal, Value, describe, name_value)
 from scanopt.signature import AVal, RngVal, is_python_scalar, signature_of
 
 
@@ -92,8 +92,8 @@ class NameResolver:
                 except UnsupportedDtype as e:
                     raise ScanTypeError(f"`{name}` has unsupported dtype {e}", loc) from None
                 arg = self.block.insert_arg(t, len(self.block.args))
-                arg.name_hint = _unique_capture_name(name, self.capture_names)
-                self.capture_names.append(arg.name_hint)
+                name_value(arg, _unique_capture_name(name, self.capture_names))
+                self.capture_names.append(arg.name_hint or name)
                 self.capture_types.append(t)
                 self.capture_args[path] = arg
             return self.capture_args[path]
@@ -244,12 +244,12 @@ class NameResolver:
             scope.names[name] = value
             if isinstance(value, SSAValue) and not value.name_hint and \
                     isinstance(value.owner, Block):
-                value.name_hint = name  # the step's own parameters, not a helper's
+                name_value(value, name)  # the step's own parameters, not a helper's
         extra = args[len(positional):]
         if a.vararg is not None:
             for k, value in enumerate(extra):
                 if isinstance(value, SSAValue) and not value.name_hint:
-                    value.name_hint = f"{a.vararg.arg}_{k}"
+                    name_value(value, f"{a.vararg.arg}_{k}")
             scope.names[a.vararg.arg] = TupleVal(tuple(extra))
         elif extra:
             raise ArityError(f"takes {len(positional)} positional argument"

@@ -29,7 +29,8 @@ _AST_CACHE: dict[object, FunctionSource] = {}
 def function_source(fn) -> FunctionSource:
     """Parse ``fn``'s source into an AST whose line and column numbers are those of its file."""
     code = fn.__code__
-    cached = _AST_CACHE.get(code)
+    # Code objects of identical functions in two files compare equal: the file tells them apart.
+    cached = _AST_CACHE.get((code.co_filename, code))
     if cached is not None:
         return cached
     filename = code.co_filename
@@ -37,7 +38,7 @@ def function_source(fn) -> FunctionSource:
     if node is None:
         node = _function_from_its_lines(fn, code)
     result = FunctionSource(node, filename)
-    _AST_CACHE[code] = result
+    _AST_CACHE[(code.co_filename, code)] = result
     return result
 
 

@@ -140,6 +140,13 @@ def is_weak(value: SSAValue) -> bool:
     return isinstance(aval, AVal) and aval.weak
 
 
+def name_value(value: SSAValue, name: str) -> None:
+    """Give ``value`` the user's name, for the IR and the generated code. xDSL takes ASCII
+    names only; a value named ``α`` stays unnamed (the emitter then picks a name)."""
+    if SSAValue.is_valid_name(name):
+        value.name_hint = name
+
+
 def can_name(value: SSAValue) -> bool:
     # Keep the first name a value gets (``a = b`` keeps b's name); block args keep theirs.
     return value.name_hint is None and not isinstance(value.owner, Block)
