@@ -618,6 +618,50 @@ class RandomOp(IRDLOperation):
 
 
 @irdl_op_definition
+class DimOp(IRDLOperation):
+    """``x.shape[axis]`` of a dimension known only when the loop runs (a history of a loop that
+    may stop early, a sequence's length): a Python int."""
+
+    name = "scan.dim"
+    operand = operand_def(TensorType)
+    axis = prop_def(IntegerAttr[i64])
+    result = result_def()
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+    assembly_format = _GENERIC_FORMAT
+
+    def __init__(self, operand: SSAValue, axis: int):
+        # A bare i64 is a Python int (see dialects/types.py).
+        super().__init__(operands=[operand], result_types=[i64],
+                         properties={"axis": IntegerAttr(axis, i64)})
+
+
+@irdl_op_definition
+class CountOp(IRDLOperation):
+    """The number of steps of a nested loop (a ``scanopt.scan`` inside a step): ``int(n)`` when
+    ``n`` is given, else the length of the shortest of ``sequences``."""
+
+    name = "scan.count"
+    n = opt_operand_def()
+    sequences = var_operand_def(TensorType)
+    result = result_def(IndexType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    traits = traits_def(Pure())
+    assembly_format = ("(`n` $n^ `:` type($n))? (`of` $sequences^ `:` type($sequences))? "
+                       "attr-dict")
+
+    def __init__(self, n: SSAValue | None, sequences: Sequence[SSAValue]):
+        super().__init__(operands=[[n] if n is not None else [], sequences],
+                         result_types=[IndexType()])
+
+    def verify_(self) -> None:
+        if self.n is None and not self.sequences:
+            raise VerifyException("Expected a step count or at least one sequence.")
+        if self.n is not None and _shape_of(self.n.type) != ():
+            raise VerifyException(f"Expected a scalar step count, but got {self.n.type}.")
+
+
+@irdl_op_definition
 class LastOp(IRDLOperation):
     """The value of a loop output after the last step (``keep="last"``).
 
@@ -669,7 +713,7 @@ Scan = Dialect(
     [
         LoopOp, YieldOp, *UNARY_OPS.values(), *BINARY_OPS.values(), WhereOp, ClipOp, CastOp,
         MatmulOp, ReduceOp, TransposeOp, ReshapeOp, IndexOp, ConcatOp, StackOp, FullOp, RandomOp,
-        LastOp,
+        LastOp, CountOp, DimOp,
     ],
     [RngType],
 )

@@ -14,6 +14,7 @@ The walker is one class assembled from rooms, one file each:
 - ``expressions.py``: statements and expressions; ``names.py``: names, captures, inlined calls;
 - ``numpy_functions.py``: the NumPy vocabulary (one table entry per function);
 - ``generator_methods.py``: ``numpy.random.Generator`` methods;
+- ``nested.py``: ``scanopt.scan`` called inside a step (a nested loop);
 - ``ops.py``: building typed ``scan`` ops (types come from NumPy itself);
 - ``outputs.py``: checking what the step returns against ``outputs_info``.
 """
@@ -42,6 +43,7 @@ from scanopt.frontend.captures import CapturePlan, Path
 from scanopt.frontend.expressions import ExpressionWalker
 from scanopt.frontend.generator_methods import GeneratorCalls
 from scanopt.frontend.names import NameResolver
+from scanopt.frontend.nested import NestedFrame, NestedScans
 from scanopt.frontend.numpy_functions import NumpyCalls, numpy_name
 from scanopt.frontend.ops import OpBuilder
 from scanopt.frontend.outputs import OutputChecker
@@ -88,8 +90,8 @@ def build_loop(fn: Callable, spec: StepSpec, *, call_site: SourceLocation | None
     return _StepBuilder(fn, spec, call_site).build()
 
 
-class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, OutputChecker,
-                   OpBuilder):
+class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, NestedScans,
+                   OutputChecker, OpBuilder):
     def __init__(self, fn: Callable, spec: StepSpec, call_site: SourceLocation | None):
         self.spec = spec
         self.plan = CapturePlan()
@@ -101,8 +103,10 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
         self.root_fn = fn
         self.target_fn: types.FunctionType | None = None  # the Python function walked
         self.root_context: FunctionContext | None = None
-        self.block = Block()
+        self.block = Block()  # the block ops are emitted into (an inner loop's, in a nested scan)
+        self.root_block = self.block  # the body of the step's own loop
         self.constants: dict[tuple, SSAValue] = {}
+        self.frames: list[NestedFrame] = []  # the nested scans being built, outermost first
 
     def build(self) -> BuiltLoop:
         spec = self.spec
@@ -125,6 +129,7 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, O
             carry_types.extend([ir_type(value)] * -min(taps))
         param_types = [ir_type(a) for a in spec.non_sequences]
         self.block = Block(arg_types=[*slice_types, *carry_types, *param_types])
+        self.root_block = self.block
         args = list(self.block.args)
         n_slices, n_carries = len(slice_types), len(carry_types)
         carry_args = args[n_slices:n_slices + n_carries]

@@ -353,6 +353,11 @@ class ExpressionWalker:
             if attr == "T":
                 return self._transpose(obj, None, node, scope)
             if attr == "shape":
+                if None in aval.shape:  # a dimension known when the loop runs
+                    return TupleVal(tuple(
+                        Const(d) if d is not None else
+                        self._emit(scan.DimOp(obj, k), node, scope)
+                        for k, d in enumerate(aval.shape)))
                 return Const(tuple(aval.shape))
             if attr == "ndim":
                 return Const(aval.ndim)

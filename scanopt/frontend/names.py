@@ -91,7 +91,8 @@ class NameResolver:
                     t = ir_type(sig)
                 except UnsupportedDtype as e:
                     raise ScanTypeError(f"`{name}` has unsupported dtype {e}", loc) from None
-                arg = self.block.insert_arg(t, len(self.block.args))
+                # A loop input of the step's loop (also when a nested scan reads it first).
+                arg = self.root_block.insert_arg(t, len(self.root_block.args))
                 name_value(arg, _unique_capture_name(name, self.capture_names))
                 self.capture_names.append(arg.name_hint or name)
                 self.capture_types.append(t)
@@ -153,6 +154,8 @@ class NameResolver:
                 return self._dtype_call(obj, args, kwargs, node, scope)
             if obj is _until_class():
                 return self._until(args, kwargs, node, scope)
+            if obj is _scan_function():
+                return self._nested_scan(args, kwargs, node, scope)
             name = numpy_name(obj)
             if name is not None:
                 return self._numpy_call(name, args, kwargs, node, scope)
@@ -336,3 +339,9 @@ def _until_class():
     from scanopt.api import until
 
     return until
+
+
+def _scan_function():
+    from scanopt.api import scan
+
+    return scan

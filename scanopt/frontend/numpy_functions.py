@@ -8,7 +8,7 @@ import difflib
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
+from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
 from xdsl.ir import SSAValue
 
 from scanopt.dialects import scan
@@ -79,6 +79,9 @@ NUMPY_FUNCTIONS: dict[str, NumpyFunction] = {
     "reshape": NumpyFunction(("a", "shape"), "_np_reshape", "reshape"),
     "concatenate": NumpyFunction(("arrays", ("axis", 0)), "_np_join", "concatenate"),
     "stack": NumpyFunction(("arrays", ("axis", 0)), "_np_join", "stack"),
+    "zeros": NumpyFunction(("shape", ("dtype", None)), "_np_full", "zeros"),
+    "ones": NumpyFunction(("shape", ("dtype", None)), "_np_full", "ones"),
+    "full": NumpyFunction(("shape", "fill_value", ("dtype", None)), "_np_full", "full"),
     "zeros_like": _like("zeros"),
     "ones_like": _like("ones"),
     "full_like": _like("full"),
@@ -123,10 +126,7 @@ _ALTERNATIVES = {
     "array": "build arrays outside the step and pass them as non-sequences, or use "
              "np.zeros_like / np.full_like",
     "asarray": "values in a step are arrays already; convert dtypes with .astype(...)",
-    "zeros": "use np.zeros_like(x, shape=...) or pass the array as a non-sequence",
-    "ones": "use np.ones_like(x, shape=...) or pass the array as a non-sequence",
-    "empty": "use np.zeros_like(x, shape=...)",
-    "full": "use np.full_like(x, value, shape=...)",
+    "empty": "use np.zeros(shape) (an empty array's values are whatever memory held)",
 }
 
 
@@ -195,6 +195,20 @@ class NumpyCalls:
         op_class = scan.ConcatOp if name == "concatenate" else scan.StackOp
         return self._emit(op_class(operands, normalize_axis(axis, result_type, node, scope),
                                    result_type), node, scope)
+
+    def _np_full(self, fill: str, bound, node, scope: Scope) -> Value:
+        """``np.zeros(shape)``, ``np.ones(shape)``, ``np.full(shape, value)`` with a constant
+        shape; the dtype is NumPy's (float64, or the fill value's)."""
+        shape = self._const_ints(bound["shape"], node, scope, "shape")
+        fill_value = self._materialize(
+            {"zeros": Const(0.0), "ones": Const(1.0)}.get(fill) or bound["fill_value"], node,
+            scope)
+        dtype = None if bound["dtype"] == Const(None) else \
+            self._dtype_arg(bound["dtype"], node, scope)
+        dummy = self._dummy(fill_value)
+        result_type = self._infer(lambda: np.full(tuple(shape), dummy, dtype=dtype), node, scope,
+                                  f"np.{fill}")
+        return self._emit(scan.FullOp(fill_value, result_type), node, scope)
 
     def _np_full_like(self, fill: str, bound, node, scope: Scope) -> Value:
         """``np.zeros_like``, ``np.ones_like``, ``np.full_like``."""
@@ -288,6 +302,8 @@ class NumpyCalls:
                 return Const(len(value.items))
             if isinstance(value, SSAValue) and isinstance(value.type, TensorType) and \
                     value.type.get_shape():
+                if value.type.get_shape()[0] == DYNAMIC_INDEX:
+                    return self._emit(scan.DimOp(value, 0), node, scope)
                 return Const(value.type.get_shape()[0])
         if all(isinstance(a, Const) for a in args):
             try:

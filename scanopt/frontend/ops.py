@@ -50,11 +50,13 @@ class OpBuilder:
     """Emits typed ops into the loop body (``self.block``), located at the user's line."""
 
     def _emit(self, op: Operation, node: ast.AST, scope: Scope) -> SSAValue:
+        if self.frames:  # inside a nested scan: values of the enclosing step come in as inputs
+            op.operands = [self._localize(o, node, scope) for o in op.operands]
         loc = scope.context.source.loc(node)
         op.attributes["loc"] = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line),
                                               IntAttr(loc.col))
         self.block.add_op(op)
-        return op.results[0]
+        return op.results[0] if op.results else None
 
     def _materialize(self, value: Value, node, scope: Scope) -> SSAValue:
         """A value where an array is needed: Python numbers become (weak) constants."""

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import FileLineColLoc, IndexType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from scanopt.dialects import scan
@@ -170,6 +170,8 @@ class _FunctionEmitter:
         self.use_buffers = buffers
         self.plan = BufferPlan()
         self.needs_grow_helper = False
+        self.index_name = "t"  # the step index of the loop being emitted (t_1 in a nested one)
+        self.histories: list[str | None] = []
 
     def emit(self) -> list[ast.stmt]:
         block = self.function.body.block
@@ -312,14 +314,15 @@ class _FunctionEmitter:
         if target.kind == "history":
             name = self.namer.name(result, "out")
             slot = ast.Subscript(ast.Name(self.histories[target.output], ast.Load()),
-                                 ast.Name("t", ast.Load()), ast.Load())
+                                 ast.Name(self.index_name, ast.Load()), ast.Load())
             out.append(ast.Assign([ast.Name(name, ast.Store())], slot))
         elif target.kind == "inplace":
             name = self.namer.name(target.operand)
             self.namer.names[result] = name
         elif target.kind == "pingpong":
             name = self.namer.name(result, "out")
-            even = ast.Compare(ast.BinOp(ast.Name("t", ast.Load()), ast.Mod(), ast.Constant(2)),
+            even = ast.Compare(ast.BinOp(ast.Name(self.index_name, ast.Load()), ast.Mod(),
+                                         ast.Constant(2)),
                                [ast.Eq()], [ast.Constant(0)])
             first, second = self.plan.pingpong[target.output]
             out.append(ast.Assign([ast.Name(name, ast.Store())], ast.IfExp(
@@ -392,7 +395,22 @@ class _FunctionEmitter:
     # -- the loop -----------------------------------------------------------------------------
 
     def _loop(self, loop: scan.LoopOp) -> list[ast.stmt]:
+        if not isinstance(loop.parent_op(), scan.LoopOp):
+            return self._loop_body(loop)
+        # A loop nested in a step (scanopt.scan inside the step): its own step index.
+        outer = (self.index_name, self.histories)
+        self.index_name = self.namer.fresh("t")
+        try:
+            return self._loop_body(loop)
+        finally:
+            self.index_name, self.histories = outer
+
+    def _loop_body(self, loop: scan.LoopOp) -> list[ast.stmt]:
         out: list[ast.stmt] = []
+        # The buffer plan covers the step's own loop; a nested loop allocates as it goes.
+        planned = not isinstance(loop.parent_op(), scan.LoopOp)
+        in_history = self.plan.in_history if planned else set()
+        copy_carries = self.plan.copy_carries if planned else set()
         n_steps = self._use(loop.n_steps) if loop.n_steps is not None else None
         assert n_steps is not None, "scan.loop without n_steps cannot be emitted"
         body = loop.block
@@ -443,7 +461,7 @@ class _FunctionEmitter:
             if outer in self.inline:
                 out.append(ast.Assign([ast.Name(self.namer.names[arg], ast.Store())],
                                       self.inline[outer]))
-        index = ast.Name("t", ast.Load())
+        index = ast.Name(self.index_name, ast.Load())
         inner: list[ast.stmt] = []
         predraws = [(seq, arg) for seq, arg in zip(loop.sequences, loop.seq_args)
                     if isinstance(seq.owner, scan.RandomOp) and seq.owner.steps]
@@ -456,6 +474,10 @@ class _FunctionEmitter:
             position: ast.expr = index
             if (seq, arg) in predraws:
                 position = ast.BinOp(index, ast.Sub(), chunk_start)
+            elif loop.reverse is not None and isinstance(loop.parent_op(), scan.LoopOp):
+                # A nested loop's sequence is read from its own end (Theano's go_backwards).
+                position = ast.BinOp(ast.BinOp(_call("len", [self._use(seq)]), ast.Sub(),
+                                               ast.Constant(1)), ast.Sub(), index)
             elif loop.reverse is not None:
                 position = ast.BinOp(ast.BinOp(n_steps, ast.Sub(), ast.Constant(1)), ast.Sub(),
                                      index)
@@ -469,7 +491,7 @@ class _FunctionEmitter:
             inner.extend(self._op(op))
         yielded = [self._use(v) for v in yield_op.values]
         for k, (name, value) in enumerate(zip(histories, yielded)):
-            if k in self.plan.in_history:
+            if k in in_history:
                 continue  # already written into its slot
             if name is not None:
                 inner.append(ast.Assign([ast.Subscript(ast.Name(name, ast.Load()), index,
@@ -479,7 +501,7 @@ class _FunctionEmitter:
         if carry_names:
             targets = [ast.Name(n, ast.Store()) for n in carry_names]
             values = yielded[: len(carry_names)]
-            for k in self.plan.copy_carries:
+            for k in copy_carries:
                 # The stacked copy if there is one, else a copy: the buffer is reused.
                 values[k] = ast.Subscript(ast.Name(histories[k], ast.Load()), index,
                                           ast.Load()) if histories[k] is not None else \
@@ -502,8 +524,8 @@ class _FunctionEmitter:
             out.extend(self._chunked_loop(predraws, n_steps, inner,
                                           steps_run if until is not None else None))
         else:
-            out.append(ast.For(ast.Name("t", ast.Store()), _call("range", [n_steps]), inner,
-                               []))
+            out.append(ast.For(ast.Name(self.index_name, ast.Store()),
+                               _call("range", [n_steps]), inner, []))
         if until is not None:
             for name in histories:
                 if name is not None:  # the steps that ran
@@ -538,7 +560,8 @@ class _FunctionEmitter:
                 continue
             history = ast.Name(name, ast.Load())
             statements.append(ast.If(
-                ast.Compare(ast.Name("t", ast.Load()), [ast.Eq()], [_call("len", [history])]),
+                ast.Compare(ast.Name(self.index_name, ast.Load()), [ast.Eq()],
+                            [_call("len", [history])]),
                 [ast.Assign([ast.Name(name, ast.Store())], _call("_grown", [history, n_steps]))],
                 []))
         return statements
@@ -584,7 +607,7 @@ class _FunctionEmitter:
             call.keywords.insert(0, ast.keyword("size", size))
             body.append(ast.Assign([ast.Name(name, ast.Store())], call))
             released.extend([name, self.namer.name(arg)] if arg.uses else [name])
-        body.append(ast.For(ast.Name("t", ast.Store()), _call("range", [
+        body.append(ast.For(ast.Name(self.index_name, ast.Store()), _call("range", [
             ast.Name("t0", ast.Load()),
             ast.BinOp(ast.Name("t0", ast.Load()), ast.Add(), steps_here)]), inner, []))
         if steps_run is not None:
@@ -669,6 +692,14 @@ class _FunctionEmitter:
                             dtype=_dtype_expr(aval.dtype))
         if isinstance(op, scan.RandomOp):
             return self._random(op, operands)
+        if isinstance(op, scan.DimOp):
+            return ast.Subscript(ast.Attribute(operands[0], "shape", ast.Load()),
+                                 ast.Constant(op.axis.value.data), ast.Load())
+        if isinstance(op, scan.CountOp):
+            if op.n is not None:
+                return _call("int", [operands[0]])
+            lengths = [_call("len", [o]) for o in operands]
+            return lengths[0] if len(lengths) == 1 else _call("min", lengths)
         if isinstance(op, scan.LastOp):
             def copied(value: ast.expr) -> ast.expr:
                 # A row of a 1-D history is a NumPy scalar: np.array makes it an array again.
@@ -806,6 +837,8 @@ def _int_literal(v: int) -> ast.expr:
 def _literal(op: arith.ConstantOp) -> ast.expr:
     attr = op.value
     v = attr.value.data
+    if isinstance(op.result.type, IndexType):  # a step count
+        return _int_literal(int(v))
     if aval_of(op.result.type).dtype == np.bool_:
         return ast.Constant(bool(v))
     if isinstance(v, float):

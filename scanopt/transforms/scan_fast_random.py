@@ -227,4 +227,5 @@ class ScanFastRandomPass(ModulePass):
             binomial_to_compare(loop)
             logistic_threshold(loop)
         for loop in loops_in(op):
-            predraw(loop)
+            if not isinstance(loop.parent_op(), scan.LoopOp):  # nested loops draw as they go
+                predraw(loop)
