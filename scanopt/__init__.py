@@ -12,7 +12,8 @@ Importing scanopt does not import xDSL; a compiled loop served from the cache ne
 
 __version__ = "0.1.0"
 
-from scanopt.api import StepFunction, cache_info, clear_cache, explain, scan, step, until
+from scanopt.api import (StepFunction, cache_info, carry_scan, clear_cache, explain, scan,
+                         step, until)
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, UnsupportedSyntax
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "UnsupportedSyntax",
     "__version__",
     "cache_info",
+    "carry_scan",
     "clear_cache",
     "explain",
     "scan",

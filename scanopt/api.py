@@ -143,6 +143,76 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     return outs
 
 
+def carry_scan(f, init, xs=None, length=None, reverse=False, unroll=1, *, backend="numpy",
+               exact_random=False, optimize=True):
+    """JAX's ``lax.scan``, compiled: ``carry, ys = carry_scan(f, init, xs)``.
+
+    ``carry_scan(f: (carry, x) -> (carry, y), init, xs=None, length=None, reverse=False)
+    -> (carry, ys)``
+
+    ``init``, ``xs`` and what ``f`` returns may be pytrees of tuples, lists and dicts of arrays
+    (``None`` for no ``x`` or no ``y``). It computes what this loop computes::
+
+        carry, ys = init, []
+        for i in (reversed(range(n)) if reverse else range(n)):  # n: len of xs' leaves, or length
+            carry, y = f(carry, tree_map(lambda leaf: leaf[i], xs))
+            ys.append(y)
+        return carry, tree_map(np.stack, *(ys[::-1] if reverse else ys))
+
+    with the carry's leaves as NumPy arrays (``np.asarray(leaf)``). The carry ``f`` returns must
+    have the structure, dtypes and shapes of ``init`` (JAX's rule; an error names the leaf's
+    path). The same compiler as :func:`scan` runs underneath. ``unroll`` is accepted and
+    changes nothing.
+    """
+    try:
+        return _carry_scan(f, init, xs, length, reverse, backend=backend,
+                           exact_random=exact_random, optimize=optimize)
+    except ScanError as error:
+        raise error.with_traceback(None) from None
+
+
+def _carry_scan(f, init, xs, length, reverse, *, backend, exact_random, optimize):
+    from scanopt import pytree
+
+    carry_leaves, carry_def, carry_paths = pytree.flatten(init, "init")
+    x_leaves, x_def, x_paths = pytree.flatten(xs, "xs")
+    carries = [arguments.input_array(v, path) for v, path in zip(carry_leaves, carry_paths)]
+    sequences = [arguments.input_array(v, path) for v, path in zip(x_leaves, x_paths)]
+    for array, path in zip(sequences, x_paths):
+        if array.ndim == 0:
+            raise ScanValueError(f"{path} is a scalar; every leaf of xs needs a leading "
+                                 "dimension to scan over")
+    lengths = sorted({len(a) for a in sequences})
+    if len(lengths) > 1:
+        raise ScanValueError(
+            "carry_scan got leaves of xs with different leading dimensions: "
+            + ", ".join(f"{p} {len(a)}" for p, a in zip(x_paths, sequences)),
+            hint="Every leaf of xs is scanned along its first axis: give them one length.")
+    if length is not None and lengths and arguments.step_count(length) != lengths[0]:
+        raise ScanValueError(f"length={length} disagrees with the leading dimension of xs "
+                             f"({lengths[0]})", hint="Omit length when xs is given.")
+    if length is None and not lengths:
+        raise ScanValueError("carry_scan needs xs or length to know how many steps to run",
+                             hint="Pass length=... when xs is None.")
+    n_steps = length if length is not None else lengths[0]
+    call = _prepare_call(f, sequences, carries, None, n_steps, bool(reverse), backend,
+                         pytree=(carry_def, x_def))
+    if os.environ.get("SCANOPT_DISABLE") == "1":
+        from scanopt.reference import reference_carry_scan
+
+        return reference_carry_scan(f, init, xs, call.n_steps, bool(reverse))
+    compiled, captured = _lookup(f, call, exact_random=exact_random, optimize=optimize,
+                                 backend=backend)
+    outs = compiled.run(*call.sequences, *carries, *captured, call.n_steps)
+    outs = [outs] if compiled.n_outputs == 1 else list(outs)
+    n_carry = len(carries)
+    carry = pytree.unflatten(carry_def, outs[:n_carry])
+    ys = outs[n_carry:]
+    if reverse:  # JAX: ys[i] belongs to xs[i], whichever way the loop ran
+        ys = [y[::-1].copy() for y in ys]
+    return carry, pytree.unflatten(compiled.output_tree, ys)
+
+
 def _check_theano_options(truncate_gradient, go_backwards, return_list) -> None:
     """Theano's options that change nothing here still must be what Theano accepts: a bool in
     ``truncate_gradient`` is ``go_backwards`` passed in the wrong position."""
@@ -200,7 +270,7 @@ def _normalize_keep(keep):
 
 
 def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, backend,
-                  keep="all", *, strict=False):
+                  keep="all", *, strict=False, pytree=None):
     if backend not in _BACKENDS:
         raise ScanValueError(f"backend {backend!r} is not available",
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
@@ -209,7 +279,7 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
     seq_entries = arguments.sequence_args(sequences)
     # outputs_info=[] is Theano's map: every returned value is a per-step output.
     outputs_given = outputs_info is not None and not (
-        isinstance(outputs_info, (list, tuple)) and len(outputs_info) == 0)
+        isinstance(outputs_info, (list, tuple)) and len(outputs_info) == 0) and pytree is None
     inits, init_taps = [], []
     for initial, taps in arguments.output_args(outputs_info):
         inits.append(initial)
@@ -221,7 +291,7 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
     param_sigs = tuple(signature_of(p) for p in params)
     seq_taps = tuple(w.taps for w in windows)
     key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
-           _normalize_keep(keep), seq_taps, tuple(init_taps), bool(strict))
+           _normalize_keep(keep), seq_taps, tuple(init_taps), bool(strict), pytree)
     return _Call([w.window for w in windows], inits, params, n_steps, key, seq_taps,
                  tuple(init_taps))
 
@@ -267,10 +337,10 @@ def _spec(call_key, outputs: list | None = None):
     from scanopt.frontend.builder import StepSpec
 
     (seq_sigs, init_sigs, param_sigs, go_backwards, outputs_given, keep, seq_taps, init_taps,
-     strict) = call_key
+     strict, pytree) = call_key
     return StepSpec(list(seq_sigs), list(init_sigs), list(param_sigs), reverse=go_backwards,
                     outputs_given=outputs_given, keep=keep, seq_taps=list(seq_taps),
-                    init_taps=list(init_taps), strict=strict)
+                    init_taps=list(init_taps), strict=strict, pytree=pytree)
 
 
 def _compile(fn, call: _Call, *, exact_random: bool, optimize: bool):
@@ -374,4 +444,5 @@ def step(fn=None, **options):
 
 
 # re-exported for type checkers
-__all__ = ["StepFunction", "cache_info", "clear_cache", "explain", "scan", "step", "until"]
+__all__ = ["StepFunction", "cache_info", "carry_scan", "clear_cache", "explain", "scan", "step",
+           "until"]

@@ -394,7 +394,8 @@ def _load_for(root: str, key: str, fn, raw: bytes | None) -> tuple[CompiledLoop 
         return None, f"captured `{describe_path(mismatch)}` changed"
     plan = compiled.plan.pinned(fn)
     return CompiledLoop(compiled.run, compiled.source, plan, compiled.n_outputs, compiled.ir,
-                        compiled.last_without_init, compiled.remarks), ""
+                        compiled.last_without_init, compiled.remarks,
+                        compiled.output_tree), ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,6 +565,7 @@ def _entry(key: str, fn, compiled: CompiledLoop) -> dict:
         "n_outputs": int(compiled.n_outputs),
         "last_without_init": bool(compiled.last_without_init),
         "remarks": [str(r) for r in compiled.remarks],
+        "output_tree": compiled.output_tree,
         "guards": guards,
         "inputs": [_encode_path(path) for path in compiled.plan.inputs],
     }
@@ -625,6 +627,11 @@ def _encode_guard(path, expected) -> list:
         if t not in (tuple, list):
             raise _NotCacheable(f"{where} is a {t.__name__}")
         return ["len", _TYPE_NAMES[t], int(n)]
+    if kind == "keys":
+        _, t, keys = expected
+        if t is not dict or not all(type(k) in (str, int) for k in keys):
+            raise _NotCacheable(f"{where} is a dict with keys that are not strings or ints")
+        return ["keys", [_encode_value(k, where) for k in keys]]
     if kind == "code":
         digest = source_digest(expected[1])
         if digest is None:
@@ -713,6 +720,7 @@ def _load(root: str, key: str, fn, raw: bytes) -> tuple[CompiledLoop | None, str
         fn_name, n_outputs = str(entry["function"]), int(entry["n_outputs"])
         last_without_init = bool(entry["last_without_init"])
         remarks = tuple(str(r) for r in entry["remarks"])
+        output_tree = _tuples(entry.get("output_tree"))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         _warn(f"disk cache entry {where} is malformed ({error!r}); recompiling")
         return None, "entry malformed"
@@ -735,7 +743,12 @@ def _load(root: str, key: str, fn, raw: bytes) -> tuple[CompiledLoop | None, str
         _warn(f"cannot import generated module {path}: {error!r}; recompiling")
         return None, "module import failed"
     return CompiledLoop(run, data.decode("utf-8"), plan, n_outputs, "", last_without_init,
-                        remarks), ""
+                        remarks, output_tree), ""
+
+
+def _tuples(data):
+    """A pytree structure read back from JSON: its lists are tuples again."""
+    return tuple(_tuples(v) for v in data) if isinstance(data, list) else data
 
 
 def _exec_module(module_name: str, path: str, data: bytes) -> types.ModuleType:
@@ -770,6 +783,8 @@ def _decode_guard(data: list) -> Any:
         return ("const", _TYPES[data[1]], _decode_value(data[2]))
     if kind == "len":
         return ("len", _TYPES[data[1]], int(data[2]))
+    if kind == "keys":
+        return ("keys", dict, tuple(_decode_value(k) for k in data[1]))
     if kind in ("source", "named"):
         return (kind, str(data[1]))
     raise ValueError(f"unknown guard kind {kind!r}")

@@ -19,3 +19,4 @@ class CompiledLoop:
     ir: str  # the optimised scan IR, for explain/debugging ("" when loaded from disk)
     last_without_init: bool = False  # keep="last" on an output that is not fed back
     remarks: tuple[str, ...] = ()  # what the passes did (explain)
+    output_tree: tuple | None = None  # carry_scan: the structure of the step's y (pytree.py)

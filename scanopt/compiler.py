@@ -67,7 +67,8 @@ def compile_loop(fn, spec: StepSpec, *, optimize: bool = True, exact_random: boo
         and any(k >= len(op.inits) for k in op.keep_last.get_values())
         for op in built.module.walk())
     return CompiledLoop(run, source, built.plan, built.n_outputs, print_ir(built.module),
-                        last_without_init, tuple(r.render() for r in built.remarks))
+                        last_without_init, tuple(r.render() for r in built.remarks),
+                        built.output_tree)
 
 
 def explain_loop(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,

@@ -59,3 +59,24 @@ def reference_scan(fn, call, keep="all") -> list:
     outs = [np.stack(h) if h else np.empty((0,)) for h in history]
     keeps = [keep] * len(outs) if isinstance(keep, str) else list(keep)
     return [o[-1] if k == "last" else o for o, k in zip(outs, keeps)]
+
+
+def reference_carry_scan(f, init, xs, n_steps: int, reverse: bool):
+    """JAX's ``lax.scan`` loop on NumPy values (``scanopt.carry_scan`` under SCANOPT_DISABLE)."""
+    from scanopt import pytree
+
+    x_leaves, x_def, _ = pytree.flatten(xs)
+    carry_leaves, carry_def, _ = pytree.flatten(init)
+    carry = pytree.unflatten(carry_def, [np.asarray(v) for v in carry_leaves])
+    ys = []
+    for i in (reversed(range(n_steps)) if reverse else range(n_steps)):
+        carry, y = f(carry, pytree.unflatten(x_def, [np.asarray(v)[i] for v in x_leaves]))
+        ys.append(y)
+    if not ys:
+        raise ValueError("SCANOPT_DISABLE=1 cannot run zero steps: the output types come from "
+                         "running the step")
+    if reverse:
+        ys = ys[::-1]
+    y_leaves = [pytree.flatten(y)[0] for y in ys]
+    stacked = [np.stack([leaves[k] for leaves in y_leaves]) for k in range(len(y_leaves[0]))]
+    return carry, pytree.unflatten(pytree.flatten(ys[0])[1], stacked)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ from xdsl.dialects.builtin import (ArrayAttr, DenseArrayBase, DictionaryAttr, In
                                    IntegerAttr, ModuleOp, TensorType, i64)
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
+from scanopt import pytree
 from scanopt.arguments import tap_base_name, window_extra_rows
 from scanopt.dialects import scan
 from scanopt.dialects.scan import EXTRA_ROWS
 from scanopt.dialects.types import aval_of, ir_type
-from scanopt.errors import ScanValueError, SourceLocation, UnsupportedSyntax
+from scanopt.errors import ScanTypeError, ScanValueError, SourceLocation, UnsupportedSyntax
 from scanopt.frontend.captures import CapturePlan, Path
 from scanopt.frontend.expressions import ExpressionWalker
 from scanopt.frontend.generator_methods import GeneratorCalls
@@ -48,8 +50,8 @@ from scanopt.frontend.numpy_functions import NumpyCalls, numpy_name
 from scanopt.frontend.ops import OpBuilder
 from scanopt.frontend.outputs import OutputChecker
 from scanopt.frontend.source import FunctionSource, function_source
-from scanopt.frontend.values import (ArityError, FunctionContext, PyObject, Scope, TupleVal,
-                                     UntilVal, Value)
+from scanopt.frontend.values import (ArityError, Const, DictVal, FunctionContext, PyObject, Scope,
+                                     TupleVal, UntilVal, Value, name_value)
 from scanopt.signature import AVal, RngVal
 
 
@@ -69,6 +71,9 @@ class StepSpec:
     seq_taps: list[tuple[int, ...]] = field(default_factory=list)
     init_taps: list[tuple[int, ...] | None] = field(default_factory=list)
     strict: bool = False  # arrays read from the enclosing scope are an error (Theano's strict)
+    # scanopt.carry_scan: the structures (scanopt/pytree.py) of the carry (whose leaves are the
+    # carries) and of xs (whose leaves are the sequences); the step is f(carry, x).
+    pytree: tuple | None = None
 
     def sequence_taps(self) -> list[tuple[int, ...]]:
         return self.seq_taps or [(0,)] * len(self.sequences)
@@ -83,6 +88,7 @@ class BuiltLoop:
     plan: CapturePlan
     n_outputs: int
     remarks: list = field(default_factory=list)  # what the passes did (filled by the compiler)
+    output_tree: tuple | None = None  # carry_scan: the structure of the step's y
 
 
 def build_loop(fn: Callable, spec: StepSpec, *, call_site: SourceLocation | None = None) -> BuiltLoop:
@@ -107,6 +113,7 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
         self.root_block = self.block  # the body of the step's own loop
         self.constants: dict[tuple, SSAValue] = {}
         self.frames: list[NestedFrame] = []  # the nested scans being built, outermost first
+        self.carry_labels: dict[SSAValue, str] = {}  # carry_scan: a carry's path (carry['h'])
 
     def build(self) -> BuiltLoop:
         spec = self.spec
@@ -139,6 +146,10 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
                 first, length = register
                 step_args.extend(carry_args[first + length + k] for k in taps)
         step_args.extend(args[n_slices + n_carries:])
+        if spec.pytree is not None:  # carry_scan: f(carry, x) with the user's structures
+            carry_def, x_def = spec.pytree
+            step_args = [self._tree_value(carry_def, carry_args, "carry"),
+                         self._tree_value(x_def, args[:n_slices], "x")]
 
         target, base = unwrap_callable(self.root_fn)
         if target is not None:
@@ -152,9 +163,14 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
         _name_registers(carry_args, registers)
 
         returned, until = self._split_until(result, return_node)
+        output_tree = None
+        if spec.pytree is not None:
+            returned, output_tree = self._flatten_carry_scan(returned, spec.pytree[0],
+                                                             return_node)
         targets = [None if r is None else carry_args[r[0] + r[1] - 1] for r in registers]
         new_values, is_carry = self._check_outputs(returned, return_node, targets)
-        keep = self._keep(len(returned), return_node)
+        keep = self._keep(len(returned), return_node) if spec.pytree is None else \
+            ["last" if carry else "all" for carry in is_carry]
         # Yielded: every register shifted by one step (the new value last), then the per-step
         # outputs. position[u]: where the u-th returned value's history is.
         yielded, position = [], {}
@@ -245,7 +261,52 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
         function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock),
                                arg_attrs=arg_attrs)
         module = ModuleOp([function])
-        return BuiltLoop(module, self.plan, len(results))
+        return BuiltLoop(module, self.plan, len(results), output_tree=output_tree)
+
+    def _tree_value(self, treedef: tuple, leaves: list, root: str) -> Value:
+        """The walker's value for a pytree whose leaves are ``leaves`` (block arguments),
+        naming each after its path (``carry['h']`` → ``h``)."""
+        remaining = iter(leaves)
+
+        def build(node, path):
+            kind = node[0]
+            if kind == "leaf":
+                leaf = next(remaining)
+                name_value(leaf, _path_name(path))
+                self.carry_labels[leaf] = path
+                return leaf
+            if kind == "none":
+                return Const(None)
+            if kind == "dict":
+                return DictVal(tuple(node[1]), tuple(build(c, f"{path}[{k!r}]")
+                                                     for k, c in zip(node[1], node[2])))
+            return TupleVal(tuple(build(c, f"{path}[{k}]") for k, c in enumerate(node[1])),
+                            is_list=kind == "list")
+
+        return build(treedef, root)
+
+    def _flatten_carry_scan(self, returned: list[Value], carry_def: tuple,
+                            node) -> tuple[list[Value], tuple]:
+        """``f(carry, x)`` returns ``(carry, y)``: the new carry's leaves (in the input carry's
+        structure, JAX's rule) then y's, and y's structure."""
+        loc = self._loc(node)
+        if len(returned) != 2:
+            raise ScanValueError(
+                f"f must return a pair (carry, y), but it returns {len(returned)} value"
+                f"{'s' * (len(returned) != 1)}", loc,
+                hint="Return the new carry and this step's output: `return carry, y` (y may be "
+                     "None).")
+        carry, y = returned
+        carry_leaves, got_def = _flatten_value(carry)
+        if got_def != carry_def:
+            raise ScanTypeError(
+                "the carry f returns does not have the structure of the input carry\n\n"
+                f"The input carry is {pytree.describe(carry_def)} but f returns "
+                f"{pytree.describe(got_def)}.", loc,
+                hint="Return the carry with the same containers and keys as `init` (JAX's "
+                     "lax.scan has the same rule).")
+        y_leaves, y_def = _flatten_value(y)
+        return [*carry_leaves, *y_leaves], y_def
 
     def _split_until(self, result: Value, node) -> tuple[list[Value], SSAValue | None]:
         """The returned values and the ``until`` condition: ``until(c)``, ``h, c_, until(c)``
@@ -308,6 +369,11 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
             self._bind_arguments(node, context.fn, context, scope, [*prefix, *args],
                                  bound_kwargs)
         except ArityError as e:
+            if self.spec.pytree is not None:
+                raise ScanValueError(
+                    f"{context.fn.__name__}() {e.reason}, but carry_scan passes 2: the carry "
+                    "and this step's slice of xs", context.source.loc(node),
+                    hint="Write f(carry, x) -> (carry, y).") from None
             raise ScanValueError(
                 f"{context.fn.__name__}() {e.reason}, but scan passes {len(args)}: "
                 f"{n_seq} sequence slice{'s' * (n_seq != 1)}, {n_carry} previous "
@@ -316,7 +382,7 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
                 hint="Check sequences, outputs_info (None entries are not passed to the step) "
                      "and non_sequences against the step's parameters.",
             ) from None
-        for arg in args:
+        for arg in self.block.args:  # what the step's parameters did not name
             if not arg.name_hint:
                 arg.name_hint = f"arg{arg.index}"
         self.call_stack.append(context.fn.__code__)
@@ -388,3 +454,30 @@ def _name_registers(carry_args, registers) -> None:
             arg = carry_args[first + j]
             if not arg.name_hint or arg.name_hint.startswith("arg"):
                 arg.name_hint = f"{base}_tm{length - j}"
+
+
+def _flatten_value(value: Value) -> tuple[list[Value], tuple]:
+    """The leaves and structure of a value the step built (tuples, lists, dicts, None)."""
+    leaves: list[Value] = []
+
+    def walk(node):
+        if isinstance(node, Const) and node.value is None:
+            return pytree.NONE
+        if isinstance(node, TupleVal):
+            return ("list" if node.is_list else "tuple", tuple(walk(i) for i in node.items))
+        if isinstance(node, Const) and isinstance(node.value, tuple):
+            return ("tuple", tuple(walk(Const(v)) for v in node.value))
+        if isinstance(node, DictVal):
+            keys = tuple(sorted(node.keys))
+            return ("dict", keys, tuple(walk(node.get(k)) for k in keys))
+        leaves.append(node)
+        return pytree.LEAF
+
+    return leaves, walk(value)
+
+
+def _path_name(path: str) -> str:
+    """An identifier for a pytree path: ``carry['h']`` → ``h``, ``x[0]`` → ``x_0``."""
+    parts = [p for p in re.split(r"[\[\]'\"]+", path) if p]
+    name = parts[-1] if len(parts) > 1 and parts[-1].isidentifier() else "_".join(parts)
+    return name if name.isidentifier() else parts[0]

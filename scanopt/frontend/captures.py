@@ -86,6 +86,8 @@ def _matches(obj: Any, expected: Any) -> bool:
         return type(obj) is expected[1] and _same_value(obj, expected[2])
     if kind == "len":
         return type(obj) is expected[1] and len(obj) == expected[2]
+    if kind == "keys":  # a dict the step reads entries of: the same keys, in the same order
+        return type(obj) is expected[1] and tuple(obj) == expected[2]
     if kind == "code":
         return getattr(obj, "__code__", None) is expected[1]
     if kind == "is":

@@ -19,9 +19,9 @@ from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.generator_methods import RNG_METHODS
-from scanopt.frontend.values import (BoundMethod, Const, Instance, LocalFunction, PyObject,
-                                     ReturnSignal, Scope, TupleVal, Value, can_name, describe,
-                                     is_slice, name_value, tuple_items)
+from scanopt.frontend.values import (BoundMethod, Const, DictMethod, DictVal, Instance,
+                                     LocalFunction, PyObject, ReturnSignal, Scope, TupleVal, Value,
+                                     can_name, describe, is_slice, name_value, tuple_items)
 from scanopt.signature import RngVal, is_python_scalar
 
 _BINOPS: dict[type, str] = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply",
@@ -144,6 +144,8 @@ class ExpressionWalker:
         value = self._expr(iterable, scope)
         if isinstance(value, TupleVal):
             return list(value.items)
+        if isinstance(value, DictVal):  # a dict's keys, as Python iterates it
+            return [Const(k) for k in value.keys]
         if isinstance(value, Const) and isinstance(value.value, (tuple, list, range)):
             return [Const(v) for v in value.value]
         raise UnsupportedSyntax(
@@ -210,7 +212,7 @@ class ExpressionWalker:
                         items.append(self._expr(elt, scope))
                 if all(isinstance(i, Const) for i in items):
                     return Const(tuple(i.value for i in items))
-                return TupleVal(tuple(items))
+                return TupleVal(tuple(items), is_list=isinstance(node, ast.List))
             case ast.BinOp(left=left, op=op, right=right):
                 return self._binop(op, self._expr(left, scope), self._expr(right, scope), node,
                                    scope)
@@ -274,6 +276,8 @@ class ExpressionWalker:
                     kw_values[kw.arg] = self._expr(kw.value, scope)
                 return self._call_value(fn_value, arg_values, kw_values, node, scope.context,
                                         scope)
+            case ast.Dict(keys=keys, values=values):
+                return self._dict_literal(keys, values, scope)
             case ast.Lambda():
                 return LocalFunction(node, scope)
             case ast.Slice(lower=lower, upper=upper, step=step):
@@ -286,6 +290,24 @@ class ExpressionWalker:
                 raise UnsupportedSyntax(
                     f"`{_expression_name(node)}` is not supported inside a step function", loc,
                     hint=SUBSET_HINT)
+
+    def _dict_literal(self, keys, values, scope: Scope) -> DictVal:
+        """``{"h": h, **rest}``: a dict whose keys are constants."""
+        result = DictVal((), ())
+        for key_node, value_node in zip(keys, values):
+            value = self._expr(value_node, scope)
+            if key_node is None:  # {**other}
+                if not isinstance(value, DictVal):
+                    raise UnsupportedSyntax(f"cannot unpack {describe(value)} with **",
+                                            scope.context.source.loc(value_node))
+                result = result.merged(value)
+                continue
+            key = self._expr(key_node, scope)
+            if not isinstance(key, Const) or not isinstance(key.value, (str, int, bool)):
+                raise UnsupportedSyntax("a dict key must be a constant string or number in a "
+                                        "step function", scope.context.source.loc(key_node))
+            result = result.merged(DictVal((key.value,), (value,)))
+        return result
 
     def _unpack_starred(self, node: ast.Starred, scope: Scope) -> list[Value]:
         value = self._expr(node.value, scope)
@@ -386,6 +408,12 @@ class ExpressionWalker:
             if isinstance(module, types.ModuleType):
                 raise UnsupportedSyntax(f"`{module.__name__}.{attr}` is not supported inside a "
                                         "step function", loc, hint=SUBSET_HINT)
+        if isinstance(obj, DictVal):
+            if attr in ("items", "keys", "values", "get"):
+                return DictMethod(obj, attr)
+            raise UnsupportedSyntax(f"the dict method `.{attr}` is not supported in a step "
+                                    "function", loc, hint="Use d[key], d.get(key), d.items(), "
+                                                          "d.keys(), d.values().")
         if isinstance(obj, Instance):
             try:
                 value = getattr(obj.obj, attr)
@@ -409,6 +437,13 @@ class ExpressionWalker:
             else [index]
         if isinstance(index, Const) and isinstance(index.value, tuple):
             entries = [Const(v) for v in index.value]
+        if isinstance(obj, DictVal):
+            key = entries[0] if len(entries) == 1 else index
+            if not isinstance(key, Const) or obj.get(key.value, _MISSING) is _MISSING:
+                raise ScanValueError(
+                    f"{describe(obj)} has no key {key.value!r}" if isinstance(key, Const) else
+                    "a dict key must be a constant in a step function", loc)
+            return obj.get(key.value)
         if isinstance(obj, (TupleVal, Const)) and not isinstance(obj, SSAValue):
             items = tuple_items(obj) if isinstance(obj, TupleVal) or \
                 isinstance(obj.value, (tuple, list)) else None
@@ -430,6 +465,9 @@ class ExpressionWalker:
         if isinstance(obj, SSAValue) and isinstance(obj.type, TensorType):
             return self._index(obj, entries, node, scope)
         raise UnsupportedSyntax(f"cannot index {describe(obj)}", loc)
+
+
+_MISSING = object()
 
 
 def _statement_name(stmt: ast.stmt) -> str:

@@ -26,9 +26,10 @@ from scanopt.frontend.captures import Path
 from scanopt.frontend.expressions import SUBSET_HINT
 from scanopt.frontend.numpy_functions import bind_call, numpy_name, unsupported_numpy_hint
 from scanopt.frontend.source import function_source
-from scanopt.frontend.values import (ArityError, BoundMethod, Const, FunctionContext, Instance,
-                                     LocalFunction, PyFunction, PyObject, ReturnSignal, Scope,
-                                     TupleVal, UntilVal, Value, describe, name_value)
+from scanopt.frontend.values import (ArityError, BoundMethod, Const, DictMethod, DictVal,
+                                     FunctionContext, Instance, LocalFunction, PyFunction, PyObject,
+                                     ReturnSignal, Scope, TupleVal, UntilVal, Value, describe,
+                                     name_value)
 from scanopt.signature import AVal, RngVal, is_python_scalar, signature_of
 
 
@@ -105,6 +106,13 @@ class NameResolver:
         if isinstance(obj, tuple) and all(is_python_scalar(v) or v is None for v in obj):
             self.plan.add(path, ("const", tuple, obj))
             return Const(obj)
+        if type(obj) is dict and all(isinstance(k, (str, int)) and type(k) is not bool
+                                     for k in obj):
+            keys = tuple(obj)
+            self.plan.add(path, ("keys", dict, keys))
+            return DictVal(keys, tuple(self._from_python(v, path + (("item", k),),
+                                                         f"{name}[{k!r}]", node, context)
+                                       for k, v in obj.items()))
         if isinstance(obj, (tuple, list)):
             self.plan.add(path, ("len", type(obj), len(obj)))
             return TupleVal(tuple(self._from_python(v, path + (("item", k),), f"{name}[{k}]",
@@ -143,6 +151,8 @@ class NameResolver:
                                 {**dict(fn_value.bound_kwargs), **kwargs}, node, scope)
         if isinstance(fn_value, LocalFunction):
             return self._inline_local(fn_value, args, kwargs, node, scope)
+        if isinstance(fn_value, DictMethod):
+            return _call_dict_method(fn_value, args, kwargs, loc)
         if isinstance(fn_value, BoundMethod):
             if isinstance(aval_of(fn_value.receiver.type), RngVal):
                 return self._random(fn_value, args, kwargs, node, scope)
@@ -159,6 +169,10 @@ class NameResolver:
             name = numpy_name(obj)
             if name is not None:
                 return self._numpy_call(name, args, kwargs, node, scope)
+            if obj is dict:
+                return _call_dict(args, kwargs, loc)
+            if obj is len and len(args) == 1 and isinstance(args[0], DictVal):
+                return Const(len(args[0].keys))
             if obj in (len, abs, range, tuple, list, min, max, sum) and not kwargs:
                 return self._builtin_call(obj, args, node, scope)
             label = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
@@ -345,3 +359,30 @@ def _scan_function():
     from scanopt.api import scan
 
     return scan
+
+
+def _call_dict(args, kwargs, loc) -> DictVal:
+    """``dict(h=h, c=c)``, ``dict(other)``, ``dict(other, h=h)``."""
+    result = DictVal((), ())
+    if len(args) > 1 or args and not isinstance(args[0], DictVal):
+        raise UnsupportedSyntax("dict() takes a dict and keyword arguments in a step function",
+                                loc, hint='Write {"h": h, "c": c} or dict(h=h, c=c).')
+    if args:
+        result = args[0]
+    return result.merged(DictVal(tuple(kwargs), tuple(kwargs.values())))
+
+
+def _call_dict_method(method: DictMethod, args, kwargs, loc) -> Value:
+    d = method.receiver
+    if method.name == "get":
+        if kwargs or not 1 <= len(args) <= 2 or not isinstance(args[0], Const):
+            raise UnsupportedSyntax("d.get(key) or d.get(key, default), with a constant key",
+                                    loc)
+        return d.get(args[0].value, args[1] if len(args) == 2 else Const(None))
+    if args or kwargs:
+        raise UnsupportedSyntax(f"d.{method.name}() takes no arguments", loc)
+    if method.name == "keys":
+        return Const(tuple(d.keys))
+    if method.name == "values":
+        return TupleVal(tuple(d.items))
+    return TupleVal(tuple(TupleVal((Const(k), v)) for k, v in zip(d.keys, d.items)))

@@ -62,12 +62,22 @@ class OutputChecker:
                     what = "dtype" if got.shape == init.shape else \
                         "shape" if not got.weak and got.dtype == init.dtype else "type"
                     if not mismatches and isinstance(node, ast.Tuple | ast.List) and \
-                            len(node.elts) == len(returned):
+                            len(node.elts) == len(returned) and spec.pytree is None:
                         loc = self._loc(node.elts[k])
+                    label = self.carry_labels.get(arg, arg.name_hint)
                     mismatches.append(
-                        f"The input carry `{arg.name_hint}` has type {init.describe()} but the "
-                        f"step returns {got.describe()} for it, so the {what}s do not match.")
+                        f"The input carry `{label}` has type {init.describe()} but the "
+                        f"{'step' if spec.pytree is None else 'function'} returns "
+                        f"{got.describe()} for it, so the {what}s do not match.")
             values.append(value)
+        if mismatches and spec.pytree is not None:
+            body = mismatches[0] if len(mismatches) == 1 else \
+                "\n".join(f"  * {m}" for m in mismatches)
+            raise ScanTypeError(
+                f"the carry f returns does not match the input carry (init)\n\n{body}", loc,
+                hint="\nRevise f so that each leaf of the carry keeps the dtype and shape it "
+                     "has in init (for example .astype(x.dtype)), or pass an init of the types "
+                     "f returns.")
         if mismatches:
             header = ("the step function's output type does not match its initial state "
                       "(outputs_info)")

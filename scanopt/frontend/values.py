@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.ir import Block, SSAValue
@@ -33,6 +33,7 @@ class TupleVal:
     """A Python tuple or list of values (``*args``, ``(a, b)``, several returned values)."""
 
     items: tuple
+    is_list: bool = field(default=False, compare=False)  # written as a list: [a, b]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,35 @@ class BoundMethod:
     """``x.sum``, ``rng.binomial``: a method of an array or generator, not yet called."""
 
     receiver: SSAValue
+    name: str
+
+
+@dataclass(frozen=True)
+class DictVal:
+    """A Python dict built or read in the step (``{"h": h, "c": c}``, ``carry["h"]``): keys
+    known while compiling, values of any kind. Pytrees of ``scanopt.carry_scan`` use it."""
+
+    keys: tuple
+    items: tuple
+
+    def get(self, key, default=None):
+        for k, v in zip(self.keys, self.items):
+            if k == key:
+                return v
+        return default
+
+    def merged(self, other: DictVal) -> DictVal:
+        """``{**self, **other}``: later keys replace earlier ones, in first-seen order."""
+        entries = dict(zip(self.keys, self.items))
+        entries.update(zip(other.keys, other.items))
+        return DictVal(tuple(entries), tuple(entries.values()))
+
+
+@dataclass(frozen=True)
+class DictMethod:
+    """``d.items``, ``d.keys``, ``d.values``, ``d.get``: a dict method, not yet called."""
+
+    receiver: DictVal
     name: str
 
 
@@ -168,4 +198,8 @@ def describe(value: Value) -> str:
         return f"the method .{value.name}"
     if isinstance(value, UntilVal):
         return "scanopt.until(...)"
+    if isinstance(value, DictVal):
+        return f"a dict with keys {list(value.keys)}"
+    if isinstance(value, DictMethod):
+        return f"the dict method .{value.name}"
     return repr(value)
