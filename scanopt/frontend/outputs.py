@@ -70,24 +70,21 @@ class OutputChecker:
                         f"{'step' if spec.pytree is None else 'function'} returns "
                         f"{got.describe()} for it, so the {what}s do not match.")
             values.append(value)
-        if mismatches and spec.pytree is not None:
-            body = mismatches[0] if len(mismatches) == 1 else \
-                "\n".join(f"  * {m}" for m in mismatches)
-            raise ScanTypeError(
-                f"the carry f returns does not match the input carry (init)\n\n{body}", loc,
-                hint="\nRevise f so that each leaf of the carry keeps the dtype and shape it "
-                     "has in init (for example .astype(x.dtype)), or pass an init of the types "
-                     "f returns.")
         if mismatches:
-            header = ("the step function's output type does not match its initial state "
-                      "(outputs_info)")
+            if spec.pytree is None:
+                header = ("the step function's output type does not match its initial state "
+                          "(outputs_info)")
+                hint = ("Revise the step so that each fed-back output keeps the dtype and shape "
+                        "of its initial value (for example .astype(h.dtype)), or pass an "
+                        "initial value of the type the step returns.")
+            else:  # carry_scan
+                header = "the carry f returns does not match the input carry (init)"
+                hint = ("Revise f so that each leaf of the carry keeps the dtype and shape it "
+                        "has in init (for example .astype(x.dtype)), or pass an init of the "
+                        "types f returns.")
             body = mismatches[0] if len(mismatches) == 1 else \
                 "\n".join(f"  * {m}" for m in mismatches)
-            raise ScanTypeError(
-                f"{header}\n\n{body}", loc,
-                hint="\nRevise the step so that each fed-back output keeps the dtype and shape "
-                     "of its initial value (for example .astype(h.dtype)), or pass an initial "
-                     "value of the type the step returns.")
+            raise ScanTypeError(f"{header}\n\n{body}", loc, hint="\n" + hint)
         return values, [arg is not None for arg in targets]
 
     def _keep(self, n_outputs: int, node: ast.AST | None) -> list[str]:
