@@ -47,6 +47,7 @@ _WORKSPACE, _SPARE = "_workspace", "_spare_workspaces"
 _LOCALS = ("t", "t0", "steps_here", "work")
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
+UNTIL_FIRST_CHUNK = 16  # and it pre-draws random numbers for this many steps first
 
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False) -> str:
@@ -575,9 +576,12 @@ class _FunctionEmitter:
             for _, arg in predraws)
         chunk = max(1, PREDRAW_BYTES // max(bytes_per_step, 1))
         steps_here = ast.Name("steps_here", ast.Load())
+        # A loop that may stop early draws for a few steps first, then for twice as many each
+        # time: what it draws past the stop stays small.
+        growing = self.namer.fresh("chunk_steps") if steps_run is not None else None
         body: list[ast.stmt] = [ast.Assign(
             [ast.Name("steps_here", ast.Store())],
-            _call("min", [ast.Constant(chunk),
+            _call("min", [ast.Name(growing, ast.Load()) if growing else ast.Constant(chunk),
                           ast.BinOp(n_steps, ast.Sub(), ast.Name("t0", ast.Load()))]))]
         released: list[str] = []  # names holding a chunk: dropped before the next is drawn
         for seq, arg in predraws:
@@ -616,6 +620,22 @@ class _FunctionEmitter:
         if released:
             body.append(ast.Assign([ast.Name(n, ast.Store()) for n in released],
                                    ast.Constant(None)))
+        if growing:
+            first = min(UNTIL_FIRST_CHUNK, chunk)
+            t0 = ast.Name("t0", ast.Load())
+            body.extend([
+                ast.AugAssign(ast.Name("t0", ast.Store()), ast.Add(), steps_here),
+                ast.Assign([ast.Name(growing, ast.Store())], _call("min", [
+                    ast.BinOp(ast.Constant(2), ast.Mult(), ast.Name(growing, ast.Load())),
+                    ast.Constant(chunk)]))])
+            return [
+                _comment(f"Draws that do not depend on the loop state, made {first}, then twice "
+                         f"as many steps at a time (at most {chunk} steps, "
+                         f"{PREDRAW_BYTES // 2**20} MiB): the loop may stop early."),
+                ast.Assign([ast.Name("t0", ast.Store())], ast.Constant(0)),
+                ast.Assign([ast.Name(growing, ast.Store())], ast.Constant(first)),
+                ast.While(ast.Compare(t0, [ast.Lt()], [n_steps]), body, []),
+            ]
         return [
             _comment(f"Draws that do not depend on the loop state, made {chunk} steps at a time "
                      f"(at most {PREDRAW_BYTES // 2**20} MiB)."),

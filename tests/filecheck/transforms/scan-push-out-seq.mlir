@@ -90,3 +90,32 @@ func.func @draws_stay(%X: tensor<?x4xf32>, %h_init: tensor<4xf32>, %rng: !scan.r
 // CHECK-NEXT:    ^bb0(%x_t: tensor<4xf32>, %h: tensor<4xf32>, %rng_1: !scan.rng):
 // CHECK-NEXT:      %0 = scan.random %rng_1()
 // CHECK-NEXT:      %1 = scan.mul %x_t, %0 : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+
+// -----
+
+// Theano's taps: `u[t-4] @ W` and `u[t] @ W` read one window %U (4 rows beyond the steps, as
+// its argument says) at offsets 0 and 4. The same GEMM on the same window runs once; the loop
+// reads its result at both offsets. An op on two taps (`u[t-4] * u[t]`) stays in the loop.
+func.func @taps(%U: tensor<?x2x3xf32> {scan.extra_rows = 4 : i64}, %h_init: tensor<2x4xf32>, %W: tensor<3x4xf32>, %n_steps: index) -> tensor<?x2x4xf32> {
+  %hs = scan.loop seqs(%U, %U : tensor<?x2x3xf32>, tensor<?x2x3xf32>) init(%h_init : tensor<2x4xf32>) params(%W : tensor<3x4xf32>) steps %n_steps -> tensor<?x2x4xf32> {
+  ^bb0(%u_tm4: tensor<2x3xf32>, %u_t: tensor<2x3xf32>, %h: tensor<2x4xf32>, %W_1: tensor<3x4xf32>):
+    %0 = scan.matmul %u_tm4, %W_1 : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+    %1 = scan.matmul %u_t, %W_1 : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+    %2 = scan.mul %u_tm4, %u_t : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32>
+    %3 = scan.add %0, %1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+    %4 = scan.add %3, %h : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+    %5 = scan.reduce %2 {kind = "sum"} : (tensor<2x3xf32>) -> tensor<f32>
+    %6 = scan.add %4, %5 : (tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>
+    scan.yield %6 : tensor<2x4xf32>
+  } {seq_offsets = array<i64: 0, 4>}
+  func.return %hs : tensor<?x2x4xf32>
+}
+
+// CHECK-LABEL: func.func @taps
+// CHECK-NEXT:    %UW = scan.matmul %U, %W : (tensor<?x2x3xf32>, tensor<3x4xf32>) -> tensor<?x2x4xf32>
+// CHECK-NEXT:    %hs = scan.loop seqs(%U, %U, %UW, %UW : {{.*}}) init(%h_init : tensor<2x4xf32>)
+// CHECK-NEXT:    ^bb0(%u_tm4: tensor<2x3xf32>, %u_t: tensor<2x3xf32>, %uW_t: tensor<2x4xf32>, %uW_t_1: tensor<2x4xf32>, %h: tensor<2x4xf32>, %W_1: tensor<3x4xf32>):
+// CHECK-NEXT:      %0 = scan.mul %u_tm4, %u_t
+// CHECK-NEXT:      %1 = scan.add %uW_t, %uW_t_1
+// CHECK-NOT:       scan.matmul
+// CHECK:         } {seq_offsets = array<i64: 0, 4, 0, 4>}
