@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 from scanopt.api import (StepFunction, cache_info, carry_scan, clear_cache, explain, scan,
                          step, until)
+from scanopt.aot import build
 from scanopt.errors import ScanError, ScanTypeError, ScanValueError, UnsupportedSyntax
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StepFunction",
     "UnsupportedSyntax",
     "__version__",
+    "build",
     "cache_info",
     "carry_scan",
     "clear_cache",

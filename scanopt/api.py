@@ -399,12 +399,12 @@ class StepFunction:
              go_backwards=False, **options):
         """``scanopt.scan(this step, ...)`` with the decorator's options as defaults."""
         return scan(self.fn, sequences, outputs_info, non_sequences, n_steps,
-                    go_backwards=go_backwards, **{**self.options, **options})
+                    go_backwards=go_backwards, **self._scan_options(options))
 
     def source(self, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
                go_backwards=False, **options) -> str:
         """The generated NumPy module for these arguments' types."""
-        opts = {**self.options, **options}
+        opts = self._scan_options(options)
         try:
             call = _prepare_call(self.fn, sequences, outputs_info, non_sequences, n_steps,
                                  go_backwards, opts.get("backend", "numpy"),
@@ -422,7 +422,32 @@ class StepFunction:
 
         ``show_ir=True`` adds the IR after the frontend and after every pass."""
         return explain(self.fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                       show_ir=show_ir, **{**self.options, **options})
+                       show_ir=show_ir, **self._scan_options(options))
+
+    def _scan_options(self, options: dict) -> dict:
+        opts = {**self.options, **options}
+        opts.pop("signature", None)  # for .build() only
+        return opts
+
+    def build(self, path=None, **options) -> str:
+        """The module built ahead of time from the decorator's ``signature`` (see
+        :func:`scanopt.build`); written to ``path`` when given, and returned."""
+        from scanopt.aot import build
+
+        opts = {**self.options, **options}
+        signature = opts.pop("signature", None)
+        if signature is None:
+            raise ScanValueError(
+                "this step has no signature to build from",
+                hint="Decorate it with @scanopt.step(signature=dict(sequences={'x': "
+                     "'f32[T,B,128]'}, outputs_info=..., non_sequences=...)).")
+        unknown = set(signature) - {"sequences", "outputs_info", "non_sequences", "n_steps",
+                                    "go_backwards"}
+        if unknown:
+            raise ScanValueError(f"unknown signature entries: {', '.join(sorted(unknown))}")
+        for option in ("strict", "return_list"):
+            opts.pop(option, None)
+        return build(self.fn, **signature, path=path, **opts)
 
     def __repr__(self) -> str:
         return f"<scanopt.step {getattr(self.fn, '__qualname__', self.fn)!r}>"
@@ -433,9 +458,12 @@ def step(fn=None, **options):
 
     The result calls the original function when called, and adds ``.scan(...)`` (same arguments
     as :func:`scanopt.scan` without ``fn``) and ``.source(...)`` (the generated module's text).
+    ``signature=dict(sequences={"x": "f32[T,B,128]"}, outputs_info=..., non_sequences=...)``
+    declares argument types for ``.build(path)``, the ahead-of-time module (see
+    :func:`scanopt.build`).
     """
     unknown = set(options) - {"backend", "exact_random", "optimize", "keep", "strict",
-                              "return_list"}
+                              "return_list", "signature"}
     if unknown:
         raise ScanValueError(f"unknown option(s) for scanopt.step: {', '.join(sorted(unknown))}")
     if fn is None:

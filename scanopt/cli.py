@@ -5,6 +5,7 @@
     scanopt opt FILE.mlir [-p PASSES] [--emit=scan|numpy]    an xdsl-opt for scan IR text
     scanopt build SCRIPT.py --call NAME [-o OUT.py]          compile a loop ahead of time
             [--emit=scan|scan-opt|numpy|explain]             ... or print one stage of it
+    scanopt build FILE.py:FN --sequences x=f32[T,B,128] ...  ... from argument types alone
     scanopt passes                                           the registered passes
     scanopt cache info | clear                               the disk cache: where, how big;
                                                              empty it
@@ -128,9 +129,28 @@ def _parser() -> argparse.ArgumentParser:
                     "n_steps, go_backwards, keep, exact_random, optimize), compile that loop "
                     "and write the generated NumPy module, or print one stage of the "
                     "compilation.")
-    build.add_argument("script", metavar="SCRIPT.py", help="a Python file defining NAME")
-    build.add_argument("--call", required=True, metavar="NAME",
+    build.add_argument("script", metavar="SCRIPT.py[:FUNCTION]",
+                       help="a Python file defining NAME (with --call); or FILE.py:FUNCTION, the "
+                            "step function itself, built from the types given below")
+    build.add_argument("--call", metavar="NAME",
                        help="the function of SCRIPT that returns the scan arguments")
+    types = build.add_argument_group(
+        "ahead of time from types (FILE.py:FUNCTION)",
+        "Each argument is NAME=TYPE: dtype[dims] with a dtype among f16 f32 f64 i32 i64 bool and "
+        "dims that are integers or symbols (f32[T,B,128]); `rng` for a numpy.random.Generator; "
+        "`none` in --outputs-info for a per-step output. A symbol makes the module work for "
+        "any size of that dimension (the same symbol must agree across arguments).")
+    for flag in ("--sequences", "--outputs-info", "--non-sequences"):
+        types.add_argument(flag, nargs="+", default=None, metavar="NAME=TYPE")
+    types.add_argument("--n-steps", type=int, metavar="N",
+                       help="the number of steps when no sequence gives it (run() also takes "
+                            "n_steps=)")
+    types.add_argument("--keep", default="all",
+                       help="all (default), last, or a comma-separated list of those per output")
+    types.add_argument("--go-backwards", action="store_true")
+    types.add_argument("--exact-random", action="store_true")
+    types.add_argument("--no-optimize", action="store_true", help="turn every pass off")
+    types.add_argument("--backend", default="numpy", choices=("numpy",))
     build.add_argument("-o", "--output", metavar="OUT.py",
                        help="write the result there (default: stdout)")
     build.add_argument("--emit", choices=BUILD_STAGES, default="numpy",
@@ -339,6 +359,12 @@ def _emit_numpy(module, name: str) -> str:
 
 
 def _run_build(args) -> int:
+    if args.call is None:
+        return _run_build_from_types(args)
+    if any(getattr(args, flag) is not None for flag in ("sequences", "outputs_info",
+                                                         "non_sequences", "n_steps")):
+        raise CommandError("error: --call takes the argument types from the script's arrays; "
+                           "declare types with FILE.py:FUNCTION instead")
     script = os.path.abspath(args.script)
     if not os.path.isfile(script):
         raise CommandError(f"error: no such file: {args.script}")
@@ -359,6 +385,58 @@ def _run_build(args) -> int:
                         command=f"scanopt build {os.path.basename(script)} --call {args.call}")
     _write_output(text, args.output)
     return 0
+
+
+def _run_build_from_types(args) -> int:
+    """``scanopt build FILE.py:FUNCTION --sequences x=f32[T,B,128] ...``."""
+    from scanopt.aot import build, build_stage
+
+    target, sep, function = args.script.rpartition(":")
+    if not sep or not function.isidentifier():
+        raise CommandError("error: give FILE.py:FUNCTION (the step function and its types), or "
+                           "SCRIPT.py --call NAME")
+    script = os.path.abspath(target)
+    if not os.path.isfile(script):
+        raise CommandError(f"error: no such file: {target}")
+    fn = getattr(_import_script(script), function, None)
+    if not callable(fn):
+        raise CommandError(f"error: {target} defines no function {function!r}")
+    options = dict(getattr(fn, "options", {})) if hasattr(fn, "fn") else {}
+    fn = getattr(fn, "fn", fn)  # @scanopt.step: the function itself, its options as defaults
+    keep = args.keep if "," not in args.keep else tuple(args.keep.split(","))
+    arguments = {"sequences": _named_types(args.sequences, "--sequences"),
+                 "outputs_info": _named_types(args.outputs_info, "--outputs-info"),
+                 "non_sequences": _named_types(args.non_sequences, "--non-sequences")}
+    command = " ".join(["scanopt build", f"{os.path.basename(script)}:{function}", *(
+        f"{flag} {' '.join(values)}" for flag, values in (
+            ("--sequences", args.sequences), ("--outputs-info", args.outputs_info),
+            ("--non-sequences", args.non_sequences)) if values)])
+    kwargs = dict(arguments, n_steps=args.n_steps, go_backwards=args.go_backwards,
+                  keep=keep if keep != "all" else options.get("keep", "all"),
+                  exact_random=args.exact_random or options.get("exact_random", False),
+                  optimize=not args.no_optimize and options.get("optimize", True),
+                  backend=args.backend)
+    if args.emit == "numpy":
+        text = build(fn, command=command, **kwargs)
+    else:
+        text = build_stage(fn, args.emit, show_ir=args.show_ir, **kwargs)
+    _write_output(text, args.output)
+    return 0
+
+
+def _named_types(values: list[str] | None, flag: str) -> dict[str, str] | None:
+    if values is None:
+        return None
+    named = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise CommandError(f"error: {flag} takes NAME=TYPE entries (x=f32[T,B,128]), got "
+                               f"{value!r}")
+        if name.strip() in named:
+            raise CommandError(f"error: {flag} names {name.strip()!r} twice")
+        named[name.strip()] = spec
+    return named
 
 
 def _import_script(path: str):

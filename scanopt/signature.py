@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanopt.symbolic import probe_size
+
 DYNAMIC = None  # an unknown dimension: the length of a sequence
 
 
@@ -34,10 +36,13 @@ class AVal:
         return f"{self.dtype.name}[{dims}]"
 
     def dummy(self):
-        """A stand-in value with this type, for asking NumPy what an operation returns."""
+        """A stand-in value with this type, for asking NumPy what an operation returns.
+
+        Zero-stride, so no memory; a symbolic dimension (a sentinel, see scanopt/symbolic.py)
+        takes the current probe's small size."""
         if self.weak:
             return _WEAK_TYPES[self.dtype.kind](1)
-        shape = tuple(1 if d is None else d for d in self.shape)
+        shape = tuple(1 if d is None else probe_size(d) for d in self.shape)
         return np.broadcast_to(np.ones((), self.dtype), shape)
 
 

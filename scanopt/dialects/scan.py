@@ -63,6 +63,9 @@ _GENERIC_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 # On a function argument that is a sequence window read at several taps: how many rows it has
 # beyond the number of steps (max(taps) - min(taps)).
 EXTRA_ROWS = "scan.extra_rows"
+# On a function built ahead of time: its symbolic dimensions, name → the sentinel size that
+# stands for it in the types (scanopt/symbolic.py).
+SYMBOLS = "scan.symbols"
 
 
 @irdl_attr_definition

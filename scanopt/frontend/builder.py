@@ -38,7 +38,7 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 from scanopt import pytree
 from scanopt.arguments import tap_base_name, window_extra_rows
 from scanopt.dialects import scan
-from scanopt.dialects.scan import EXTRA_ROWS
+from scanopt.dialects.scan import EXTRA_ROWS, SYMBOLS
 from scanopt.dialects.types import aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, SourceLocation, UnsupportedSyntax
 from scanopt.frontend.captures import CapturePlan, Path
@@ -74,6 +74,8 @@ class StepSpec:
     # scanopt.carry_scan: the structures (scanopt/pytree.py) of the carry (whose leaves are the
     # carries) and of xs (whose leaves are the sequences); the step is f(carry, x).
     pytree: tuple | None = None
+    # Ahead-of-time builds: symbolic dimensions, name → sentinel size (scanopt/symbolic.py).
+    symbols: tuple[tuple[str, int], ...] = ()
 
     def sequence_taps(self) -> list[tuple[int, ...]]:
         return self.seq_taps or [(0,)] * len(self.sequences)
@@ -114,6 +116,7 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
         self.constants: dict[tuple, SSAValue] = {}
         self.frames: list[NestedFrame] = []  # the nested scans being built, outermost first
         self.carry_labels: dict[SSAValue, str] = {}  # carry_scan: a carry's path (carry['h'])
+        self.symbols: dict[str, int] = dict(spec.symbols)  # ahead-of-time: name → sentinel
 
     def build(self) -> BuiltLoop:
         spec = self.spec
@@ -260,6 +263,9 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
                 for k in range(len(fn_types))])
         function = func.FuncOp(name, (fn_types, [r.type for r in results]), Region(fblock),
                                arg_attrs=arg_attrs)
+        if self.symbols:  # the emitter writes these sizes as expressions of the symbols
+            function.attributes[SYMBOLS] = DictionaryAttr(
+                {name: IntegerAttr(size, i64) for name, size in self.symbols.items()})
         module = ModuleOp([function])
         return BuiltLoop(module, self.plan, len(results), output_tree=output_tree)
 

@@ -15,6 +15,7 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
 
+from scanopt import symbolic
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
@@ -189,6 +190,9 @@ class ExpressionWalker:
         elif isinstance(value, SSAValue) and isinstance(value.type, TensorType) \
                 and value.type.get_shape():
             n = value.type.get_shape()[0]
+            if n < 0 or symbolic.is_sentinel_size(n):
+                raise UnsupportedSyntax(f"cannot unpack {describe(value)}: its length is known "
+                                        "only when the loop runs", loc)
             items = [self._index(value, [Const(k)], node, scope) for k in range(n)]
         else:
             raise UnsupportedSyntax(f"cannot unpack {describe(value)}", loc)
@@ -375,9 +379,10 @@ class ExpressionWalker:
             if attr == "T":
                 return self._transpose(obj, None, node, scope)
             if attr == "shape":
-                if None in aval.shape:  # a dimension known when the loop runs
+                if any(d is None or symbolic.is_sentinel_size(d) for d in aval.shape):
+                    # a dimension known when the loop runs
                     return TupleVal(tuple(
-                        Const(d) if d is not None else
+                        Const(d) if d is not None and not symbolic.is_sentinel_size(d) else
                         self._emit(scan.DimOp(obj, k), node, scope)
                         for k, d in enumerate(aval.shape)))
                 return Const(tuple(aval.shape))
@@ -386,6 +391,10 @@ class ExpressionWalker:
             if attr == "dtype":
                 return Const(aval.dtype)
             if attr == "size":
+                if any(d is None or symbolic.is_sentinel_size(d) for d in aval.shape):
+                    raise UnsupportedSyntax("`.size` of an array whose shape is known only when "
+                                            "the loop runs is not supported", loc,
+                                            hint="Use the dimensions of x.shape.")
                 return Const(int(np.prod(aval.shape)))
             if attr in {"sum", "mean", "max", "min", "reshape", "astype", "transpose", "dot",
                         "clip", "copy"}:

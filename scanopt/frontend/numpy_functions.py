@@ -11,6 +11,7 @@ import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType
 from xdsl.ir import SSAValue
 
+from scanopt import symbolic
 from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of, ir_type
 from scanopt.errors import ScanValueError, SourceLocation, UnsupportedSyntax
@@ -302,7 +303,8 @@ class NumpyCalls:
                 return Const(len(value.items))
             if isinstance(value, SSAValue) and isinstance(value.type, TensorType) and \
                     value.type.get_shape():
-                if value.type.get_shape()[0] == DYNAMIC_INDEX:
+                if value.type.get_shape()[0] == DYNAMIC_INDEX or \
+                        symbolic.is_sentinel_size(value.type.get_shape()[0]):
                     return self._emit(scan.DimOp(value, 0), node, scope)
                 return Const(value.type.get_shape()[0])
         if all(isinstance(a, Const) for a in args):

@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import (FileLineColLoc, FloatAttr, IntAttr, IntegerAt
                                    TensorType, f64, i1, i64)
 from xdsl.ir import Attribute, Operation, SSAValue
 
+from scanopt import symbolic
 from scanopt.dialects import scan
 from scanopt.dialects.types import UnsupportedDtype, aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
@@ -99,8 +100,7 @@ class OpBuilder:
         return self._cast(weak, value.dtype, node, scope)
 
     def _infer_values(self, fn, operands: list[SSAValue], node, scope: Scope, label: str):
-        dummies = [self._dummy(o) for o in operands]
-        return self._infer(lambda: fn(*dummies), node, scope, label)
+        return self._infer(lambda: fn(*(self._dummy(o) for o in operands)), node, scope, label)
 
     @staticmethod
     def _dummy(value: SSAValue):
@@ -112,13 +112,38 @@ class OpBuilder:
         return aval_of(value.type).dummy()
 
     def _infer(self, thunk: Callable[[], Any], node, scope: Scope, label: str) -> Attribute:
+        """The type of what ``thunk`` returns, asking NumPy on stand-ins (``AVal.dummy``, made
+        inside the thunk). With symbolic dimensions, NumPy is asked three times with small
+        sizes for the symbols and each result dimension solved for (scanopt/symbolic.py)."""
+        assignments = symbolic.probes(self.symbols) if self.symbols else [None]
+        avals = []
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                result = thunk()
-            except Exception as e:  # NumPy's own message says what does not fit
-                raise ScanTypeError(f"{label}: {e}", scope.context.source.loc(node)) from None
-        aval = aval_of_result(result)
+            for assignment in assignments:
+                try:
+                    if assignment is None:
+                        result = thunk()
+                    else:
+                        with symbolic.probing(assignment):
+                            result = thunk()
+                except Exception as e:  # NumPy's own message says what does not fit
+                    raise ScanTypeError(f"{label}: {e}",
+                                        scope.context.source.loc(node)) from None
+                avals.append(aval_of_result(result))
+        aval = avals[0]
+        if len(avals) > 1 and aval.shape:
+            shape = []
+            for k in range(aval.ndim):
+                size = symbolic.solve([a.shape[k] for a in avals], self.symbols, assignments)
+                if size is None:
+                    raise ScanTypeError(
+                        f"{label}: dimension {k} of the result depends on the symbolic sizes "
+                        f"({', '.join(self.symbols)}) in a way a built module cannot compute",
+                        scope.context.source.loc(node),
+                        hint="A dimension may be a symbol, a multiple of one plus a constant "
+                             "(4*H, H-1), or a constant; give this one a concrete size.")
+                shape.append(size)
+            aval = AVal(aval.dtype, tuple(shape), aval.weak)
         try:
             return ir_type(aval)
         except UnsupportedDtype as e:
@@ -243,11 +268,11 @@ class OpBuilder:
         axes = self._const_ints(axis, node, scope, "axis")
         keep = self._const_bool(keepdims, node, scope, "keepdims")
         fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}[kind]
-        dummy = aval_of(x.type).dummy()
         axis_arg = None if axes is None else (axes[0] if isinstance(axis.value, int) else
                                                tuple(axes))
-        result_type = self._infer(lambda: fn(dummy, axis=axis_arg, keepdims=keep), node, scope,
-                                  f"np.{kind}")
+        result_type = self._infer(
+            lambda: fn(aval_of(x.type).dummy(), axis=axis_arg, keepdims=keep), node, scope,
+            f"np.{kind}")
         ndim = aval_of(x.type).ndim
         normalized = None if axes is None else [a % ndim if ndim else a for a in axes]
         return self._emit(scan.ReduceOp(kind, x, normalized, keep, result_type), node, scope)
@@ -257,15 +282,14 @@ class OpBuilder:
         if not isinstance(x.type, TensorType):
             return x
         perm = list(range(aval.ndim))[::-1] if axes is None else list(axes)
-        dummy = aval.dummy()
-        result_type = self._infer(lambda: np.transpose(dummy, perm), node, scope, "transpose")
+        result_type = self._infer(lambda: np.transpose(aval.dummy(), perm), node, scope,
+                                  "transpose")
         perm = [p % aval.ndim for p in perm]
         return self._emit(scan.TransposeOp(x, perm, result_type), node, scope)
 
     def _reshape(self, x: SSAValue, shape, node, scope: Scope) -> SSAValue:
-        dummy = aval_of(x.type).dummy()
-        result_type = self._infer(lambda: np.reshape(dummy, tuple(shape)), node, scope,
-                                  "reshape")
+        result_type = self._infer(lambda: np.reshape(aval_of(x.type).dummy(), tuple(shape)),
+                                  node, scope, "reshape")
         return self._emit(scan.ReshapeOp(x, result_type), node, scope)
 
     def _cast(self, x: SSAValue, dtype: np.dtype, node, scope: Scope) -> SSAValue:
@@ -317,17 +341,19 @@ class OpBuilder:
                 spec.append("?")
                 operands.append(entry)
                 aval = aval_of(entry.type)
-                dummy_index.append(0 if aval.weak else
-                                   np.zeros(aval.shape, aval.dtype))
+                dummy_index.append(0 if aval.weak else aval)  # made in the thunk
             else:
                 raise UnsupportedSyntax(
                     f"indexing with {describe(entry)} is not supported", loc,
                     hint="Index with constant integers and slices, or with integer values "
                          "(for example an index taken from an integer sequence). Boolean masks "
                          "give data-dependent shapes: use np.where instead.")
-        dummy = aval_of(obj.type).dummy()
-        result_type = self._infer(lambda: dummy[tuple(dummy_index)], node, scope,
-                                  "indexing")
+        def indexed():
+            index = tuple(np.zeros(i.dummy().shape, i.dtype) if isinstance(i, AVal) else i
+                          for i in dummy_index)
+            return aval_of(obj.type).dummy()[index]
+
+        result_type = self._infer(indexed, node, scope, "indexing")
         return self._emit(scan.IndexOp(obj, operands, spec, result_type), node, scope)
 
     def _static_int(self, value: Value, node, scope: Scope, allow_none=False):

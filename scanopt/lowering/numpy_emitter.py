@@ -13,19 +13,22 @@ constant, or inside a comment that cannot end before its line does.
 from __future__ import annotations
 
 import ast
+import contextvars
 import keyword
 import linecache
 import math
 import os
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import FileLineColLoc, IndexType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
+from scanopt import symbolic
 from scanopt.dialects import scan
+from scanopt.dialects.scan import SYMBOLS
 from scanopt.dialects.types import aval_of
 from scanopt.lowering.buffers import (BufferPlan, Target, draws_into_workspace, plan_block,
                                       returns_to_copy)
@@ -46,11 +49,15 @@ _GLOBALS = ("np", "range", "min", "len", "float", "int", "bool", "abs", "IndexEr
 _WORKSPACE, _SPARE = "_workspace", "_spare_workspaces"
 _LOCALS = ("t", "t0", "steps_here", "work")
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
+# The symbolic dimensions of the function being emitted (name → sentinel); empty as a rule.
+_SYMBOLS: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("symbols", default={})
 UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
 UNTIL_FIRST_CHUNK = 16  # and it pre-draws random numbers for this many steps first
 
 
-def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False) -> str:
+def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False,
+                      reserved: Iterable[str] = (),
+                      extra: Callable[[list[str]], list[ast.stmt]] | None = None) -> str:
     """The source text of a module defining one function per ``func.func`` in ``module``.
 
     With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
@@ -59,12 +66,16 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
     A function is defined under its ``sym_name`` when that is a valid name the module does not
     need for itself; otherwise (``np``, ``range``, a keyword, text that is no identifier) under
     a safe one, which becomes its ``sym_name`` so that callers find it.
+
+    ``reserved``: more module-level names no function may take; ``extra(function_names)``: more
+    statements for the end of the module (an ahead-of-time build's ``run``).
     """
     body: list[ast.stmt] = []
     if header:
         body.append(ast.Expr(ast.Constant(header)))
     body.append(ast.Import(names=[ast.alias("numpy", "np")]))
     module_names = _Namer((*_GLOBALS, _WORKSPACE, _SPARE))
+    reserved = set(reserved)
     functions = [op for op in module.ops if isinstance(op, func.FuncOp)]
     needs_grow_helper = False
     for k, op in enumerate(functions):
@@ -73,7 +84,9 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
         name = _identifier(op.sym_name.data)
         if name is None or (name.startswith("__") and name.endswith("__")):
             name = "step"  # a dunder would replace the module's own (__doc__, __builtins__)
+        module_names.taken |= reserved  # other module-level code's names: no function's
         name = module_names.fresh(name)
+        module_names.taken -= reserved - {name}
         if name != op.sym_name.data:
             op.sym_name = StringAttr(name)
         emitter = _FunctionEmitter(op, buffers=buffers, helpers=helpers,
@@ -83,6 +96,8 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
     if needs_grow_helper:
         body[body.index(next(s for s in body if isinstance(s, ast.Import))) + 1:0] = \
             _grown_helper()
+    if extra is not None:
+        body.extend(extra([op.sym_name.data for op in functions]))
     tree = ast.Module(body=body, type_ignores=[])
     ast.fix_missing_locations(tree)
     return _render(tree)
@@ -173,8 +188,20 @@ class _FunctionEmitter:
         self.needs_grow_helper = False
         self.index_name = "t"  # the step index of the loop being emitted (t_1 in a nested one)
         self.histories: list[str | None] = []
+        # Built ahead of time with symbolic dimensions: name → the sentinel size standing for it.
+        symbols = function.attributes.get(SYMBOLS)
+        self.symbols: dict[str, int] = {} if symbols is None else {
+            name: attr.value.data for name, attr in symbols.data.items()}
+        self.namer.taken.update(self.symbols)
 
     def emit(self) -> list[ast.stmt]:
+        token = _SYMBOLS.set(self.symbols)
+        try:
+            return self._emit_function()
+        finally:
+            _SYMBOLS.reset(token)
+
+    def _emit_function(self) -> list[ast.stmt]:
         block = self.function.body.block
         params = [ast.arg(self.namer.name(arg, f"arg{arg.index}")) for arg in block.args]
         if self.use_buffers:
@@ -191,13 +218,13 @@ class _FunctionEmitter:
                "    Arguments: the sequences, the initial value of each fed-back output, the\n"
                "    non-sequences (and arrays the step reads from its enclosing scope), then the\n"
                "    number of steps. Returns the stacked history of every output.\n    ")
-        prologue: list[ast.stmt] = []
+        prologue: list[ast.stmt] = self._symbol_sizes(block)
         module_level: list[ast.stmt] = []
         if self.plan.buffers:
             n_steps = ast.Name(self.namer.name(block.args[-1]), ast.Load())
             prologue.append(_comment("Temporaries live in arrays reused across steps and calls."))
-            prologue.append(ast.Assign([ast.Name("work", ast.Store())],
-                                       _call(self.workspace, [n_steps])))
+            prologue.append(ast.Assign([ast.Name("work", ast.Store())], _call(
+                self.workspace, [n_steps, *(ast.Name(n, ast.Load()) for n in self.symbols)])))
             for name in self.plan.buffers:
                 prologue.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
                     ast.Name("work", ast.Load()), ast.Constant(name), ast.Load())))
@@ -211,15 +238,36 @@ class _FunctionEmitter:
         )
         return [*module_level, function]
 
+    def _symbol_sizes(self, block) -> list[ast.stmt]:
+        """``B = X.shape[1]``: each symbolic dimension's size, from an argument that has it."""
+        statements = []
+        for name, sentinel in self.symbols.items():
+            for arg in block.args:
+                shape = arg.type.get_shape() if isinstance(arg.type, TensorType) else ()
+                if sentinel in shape:
+                    statements.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
+                        ast.Attribute(ast.Name(self.namer.name(arg), ast.Load()), "shape",
+                                      ast.Load()), ast.Constant(list(shape).index(sentinel)),
+                        ast.Load())))
+                    break
+            else:
+                raise NotImplementedError(f"no argument has the symbolic dimension {name}")
+        if statements:
+            statements.insert(0, _comment("The sizes this module was built for as symbols."))
+        return statements
+
     def _workspace_helper(self) -> list[ast.stmt]:
         """``_workspace(n_steps)``: one set of temporaries per concurrent call, kept between
-        calls (a call takes a set and gives it back when it returns)."""
+        calls (a call takes a set and gives it back when it returns). With symbolic dimensions,
+        one set per size of each (``_workspace(n_steps, B)``)."""
         n_steps = ast.Name("n_steps", ast.Load())
+        sizes = ast.Tuple([n_steps, *(ast.Name(n, ast.Load()) for n in self.symbols)],
+                          ast.Load()) if self.symbols else n_steps
         arrays = {}
         for name, (shape, element) in self.plan.buffers.items():
             dims = [n_steps if d is None else
                     _call("min", [ast.Constant(d[1]), n_steps]) if isinstance(d, tuple) else
-                    ast.Constant(d) for d in shape]
+                    _dim_expr(d) for d in shape]
             dtype = _dtype_expr(aval_of(TensorType(element, [])).dtype)
             arrays[name] = _np_call("empty", [ast.Tuple(dims, ast.Load())], dtype=dtype)
         doc = ("Arrays for the temporaries of one call, reused across steps and calls.\n\n"
@@ -237,9 +285,9 @@ class _FunctionEmitter:
             ast.If(ast.BoolOp(ast.Or(), [
                 ast.Compare(ast.Name("work", ast.Load()), [ast.Is()], [ast.Constant(None)]),
                 ast.Compare(ast.Subscript(ast.Name("work", ast.Load()), ast.Constant("n_steps"),
-                                          ast.Load()), [ast.NotEq()], [n_steps])]),
+                                          ast.Load()), [ast.NotEq()], [sizes])]),
                 [ast.Assign([ast.Name("work", ast.Store())],
-                            ast.Dict([ast.Constant("n_steps")], [n_steps])),
+                            ast.Dict([ast.Constant("n_steps")], [sizes])),
                  *(ast.Assign([ast.Subscript(ast.Name("work", ast.Load()), ast.Constant(k),
                                              ast.Store())], array)
                    for k, array in arrays.items())], []),
@@ -247,8 +295,9 @@ class _FunctionEmitter:
         ]
         helper = ast.FunctionDef(
             name=self.workspace,
-            args=ast.arguments(posonlyargs=[], args=[ast.arg("n_steps")], kwonlyargs=[],
-                               kw_defaults=[], defaults=[]),
+            args=ast.arguments(posonlyargs=[], args=[ast.arg("n_steps"),
+                                                     *(ast.arg(n) for n in self.symbols)],
+                               kwonlyargs=[], kw_defaults=[], defaults=[]),
             body=body, decorator_list=[], returns=None, type_params=[])
         return [ast.Assign([ast.Name(self.spare, ast.Store())], ast.List([], ast.Load())),
                 helper]
@@ -344,10 +393,10 @@ class _FunctionEmitter:
             lhs_shape = aval_of(op.lhs.type).shape
             if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
                 rows = ast.Call(ast.Attribute(operands[0], "reshape", ast.Load()),
-                                [_int_literal(-1), ast.Constant(lhs_shape[-1])], [])
+                                [_int_literal(-1), _dim_expr(lhs_shape[-1])], [])
                 flat_out = ast.Call(ast.Attribute(destination, "reshape", ast.Load()),
                                     [_int_literal(-1),
-                                     ast.Constant(aval_of(op.result.type).shape[-1])], [])
+                                     _dim_expr(aval_of(op.result.type).shape[-1])], [])
                 return _np_call("matmul", [rows, operands[1]], out=flat_out)
             return _np_call("matmul", operands, out=destination)
         if isinstance(op, scan.ReduceOp | scan.ConcatOp | scan.StackOp | scan.ClipOp):
@@ -440,7 +489,7 @@ class _FunctionEmitter:
             # A loop that may stop early starts small and grows (n_steps is only its maximum).
             rows = n_steps if until is None else _call("min", [n_steps, ast.Constant(
                 UNTIL_FIRST_ROWS)])
-            shape = ast.Tuple([rows, *(ast.Constant(d) for d in aval.shape)], ast.Load())
+            shape = ast.Tuple([rows, *(_dim_expr(d) for d in aval.shape)], ast.Load())
             out.append(ast.Assign(
                 [ast.Name(name, ast.Store())],
                 _np_call("empty", [shape], dtype=_dtype_expr(np.asarray(aval.dummy()).dtype))))
@@ -665,7 +714,7 @@ class _FunctionEmitter:
             if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
                 # A stack of matrices times one matrix: one GEMM over all their rows.
                 rows = ast.Call(ast.Attribute(operands[0], "reshape", ast.Load()),
-                                [_int_literal(-1), ast.Constant(lhs_shape[-1])], [])
+                                [_int_literal(-1), _dim_expr(lhs_shape[-1])], [])
                 product = ast.BinOp(rows, ast.MatMult(), operands[1])
                 return ast.Call(ast.Attribute(product, "reshape", ast.Load()),
                                 [_shape_expr(aval_of(op.result.type).shape)], [])
@@ -752,10 +801,10 @@ class _FunctionEmitter:
             elif entry == "...":
                 parts.append(ast.Constant(Ellipsis))
             elif ":" in entry and entry.count(":") <= 2:
-                bounds = [_int_literal(_index_int(p)) if p else None for p in entry.split(":")]
+                bounds = [_dim_expr(_index_int(p)) if p else None for p in entry.split(":")]
                 parts.append(ast.Slice(*bounds))
             else:
-                parts.append(_int_literal(_index_int(entry)))
+                parts.append(_dim_expr(_index_int(entry)))
         return parts[0] if len(parts) == 1 else ast.Tuple(parts, ast.Load())
 
     def _random(self, op: scan.RandomOp, operands: list[ast.expr]) -> ast.expr:
@@ -844,9 +893,23 @@ def _dtype_expr(dtype: np.dtype) -> ast.expr:
     return ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load())
 
 
+def _dim_expr(d: int) -> ast.expr:
+    """A size: an integer, or for a module built with symbolic dimensions an expression of
+    them (``4 * H``) where the size is a sentinel standing for one (scanopt/symbolic.py)."""
+    a, name, b = symbolic.decode(d, _SYMBOLS.get()) if _SYMBOLS.get() else (0, None, d)
+    if name is None:
+        return _int_literal(d)
+    expr: ast.expr = ast.Name(name, ast.Load())
+    if a != 1:
+        expr = ast.BinOp(ast.Constant(a), ast.Mult(), expr)
+    if b:
+        expr = ast.BinOp(expr, ast.Add() if b > 0 else ast.Sub(), ast.Constant(abs(b)))
+    return expr
+
+
 def _shape_expr(shape: tuple) -> ast.expr:
     """A shape; the one unknown dimension (the number of steps) is -1."""
-    return ast.Tuple([_int_literal(-1) if d is None else ast.Constant(d) for d in shape],
+    return ast.Tuple([_int_literal(-1) if d is None else _dim_expr(d) for d in shape],
                      ast.Load())
 
 
