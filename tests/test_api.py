@@ -220,3 +220,22 @@ def test_identical_steps_in_two_files_are_told_apart(tmp_path):
             with pytest.raises(scanopt.UnsupportedSyntax) as error:
                 scanopt.scan(mod.step, X, h0)
             assert mod.__file__ in str(error.value)
+
+
+def test_helpers_and_constants_of_an_imported_module(tmp_path, monkeypatch):
+    """`helpers.act(z)` and `helpers.GAIN`: a module of the user's is read like an object, and
+    rebinding its constant recompiles."""
+    (tmp_path / "cell_helpers.py").write_text(
+        "import numpy as np\nGAIN = 0.5\n\ndef act(z):\n    return np.tanh(z) * GAIN\n")
+    (tmp_path / "cell_main.py").write_text(
+        "import math\nimport cell_helpers\n\n"
+        "def step(x_t, h):\n    return cell_helpers.act(x_t + h) * math.pi\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cell_helpers
+    import cell_main
+    from conftest import assert_matches, plain_loop
+
+    X, h0 = np.linspace(-1, 1, 6).reshape(3, 2), np.zeros(2)
+    assert_matches(scanopt.scan(cell_main.step, X, h0), plain_loop(cell_main.step, X, h0))
+    monkeypatch.setattr(cell_helpers, "GAIN", 2.0)
+    assert_matches(scanopt.scan(cell_main.step, X, h0), plain_loop(cell_main.step, X, h0))

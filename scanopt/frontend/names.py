@@ -134,6 +134,12 @@ class NameResolver:
             kwargs = tuple((k, self._from_python(v, path + (("partial_kw", k),), k, node,
                                                  context)) for k, v in obj.keywords.items())
             return PyFunction(obj.func, path + (("partial_func", None),), args, kwargs)
+        if isinstance(obj, types.ModuleType) and \
+                obj.__name__.partition(".")[0] not in ("numpy", "scanopt"):
+            # A module of the user's (`helpers.act(z)`, `config.GAIN`): read like an object,
+            # each attribute a capture with its own guard.
+            self.plan.add(path, ("type", types.ModuleType))
+            return Instance(obj, path)
         if _is_plain_object(obj):
             # An object whose attributes the step reads (``self.W``): each attribute read is
             # a capture of its own, so only the object's class is assumed here.
