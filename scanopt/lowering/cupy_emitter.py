@@ -538,7 +538,9 @@ class _LoopEmitter:
             if k < self.n_carries:
                 new_carries.append(where)
         pairs = [(n, v) for n, v in zip(carry_names, new_carries)]
-        if pairs:
+        if len(pairs) == 1:
+            out.append(_assign(pairs[0][0], pairs[0][1]))
+        elif pairs:
             out.append(ast.Assign([ast.Tuple([_name(n, ast.Store()) for n, _ in pairs],
                                              ast.Store())],
                                   ast.Tuple([v for _, v in pairs], ast.Load())))
@@ -562,8 +564,7 @@ class _LoopEmitter:
             body.extend(self._draw(seq, chunk))
         for k, name in enumerate(carry_names):
             if k in self.pingpong:
-                carries[k] = _sub(_name(self.pingpong[k]), ast.BinOp(
-                    _name("t0"), ast.Mod(), ast.Constant(2)))
+                carries[k] = _sub(_name(self.pingpong[k]), ast.Constant(0))
         reads = self.key_values
         call_args = [_name("t0"), _name("count"), *map(_name, carry_names)]
         if self.capturable:

@@ -472,16 +472,17 @@ class _Scope:
             self.last_origin = text
             self.emit(f"// {text}")
 
-    def value(self, v: SSAValue, index: tuple[Affine, ...]) -> str:
-        """A C expression of ``v``'s dtype for its element at ``index``."""
+    def value(self, v: SSAValue, index: tuple[Affine, ...], hint: str | None = None) -> str:
+        """A C expression of ``v``'s dtype for its element at ``index``; a temporary it makes
+        is named ``hint`` (a slice's name: ``i`` for a column of ``i_f_o``) or ``v``'s name."""
         key = (v, index)
         if key in self.memo:
             return self.memo[key]
-        expr = self._compute(v, index)
+        expr = self._compute(v, index, hint or v.name_hint)
         self.memo[key] = expr
         return expr
 
-    def _compute(self, v: SSAValue, index: tuple[Affine, ...]) -> str:
+    def _compute(self, v: SSAValue, index: tuple[Affine, ...], hint: str | None) -> str:
         gen = self.gen
         if isinstance(v, BlockArgument):
             name = gen.input_names[v.index]
@@ -492,16 +493,16 @@ class _Scope:
         if isinstance(op, arith.ConstantOp):
             return _literal(op.value.value.data, dtype_of(v))
         if isinstance(op, scan.IndexOp):
-            return self.value(op.operand, _index_map(op, index))
+            return self.value(op.operand, _index_map(op, index), hint)
         if isinstance(op, scan.TransposeOp):
             perm = list(op.perm.get_values())
             inner = [None] * len(perm)
             for k, p in enumerate(perm):
                 inner[p] = index[k]
-            return self.value(op.operand, tuple(inner))
+            return self.value(op.operand, tuple(inner), hint)
         if isinstance(op, scan.MatmulOp):
             return self._matmul(op, index)
-        return self._elementwise(op, index)
+        return self._elementwise(op, index, hint)
 
     def _matmul(self, op: scan.MatmulOp, index: tuple[Affine, ...]) -> str:
         gen = self.gen
@@ -521,7 +522,7 @@ class _Scope:
             self.dots[key] = _Dot(op, col, f"dot_{len(self.dots)}")
         return self.dots[key].name
 
-    def _elementwise(self, op: Operation, index: tuple[Affine, ...]) -> str:
+    def _elementwise(self, op: Operation, index: tuple[Affine, ...], hint: str | None) -> str:
         result = op.results[0]
         rtype = dtype_of(result)
         shape = shape_of(result)
@@ -550,7 +551,7 @@ class _Scope:
                 operands.append(_cast(expr, dtype_of(o), compute))
         text = self._c_expression(op, operands, compute, rtype)
         self.origin(op)
-        name = self.gen.names.fresh(result.name_hint)
+        name = self.gen.names.fresh(hint)
         self.emit(f"const {ctype(rtype)} {name} = {text};")
         return name
 
@@ -758,10 +759,10 @@ class _Generator:
             ks *= 2
         if not self.matmuls:
             ks = 8
-        itemsize = 8
+        itemsize = max((dtype_of(m.result).itemsize for m in self.matmuls), default=4)
         while ks > 1 and ks * tr * n_dots * WARP * itemsize > SHARED_BYTES // 2:
             ks //= 2
-        while tr > 1 and tr * n_dots * WARP * itemsize + tr * k_max * itemsize > SHARED_BYTES:
+        while tr > 1 and tr * (n_dots * WARP + k_max) * itemsize > SHARED_BYTES // 2:
             tr //= 2
         if tr * k_max * itemsize > SHARED_BYTES // 2:
             raise KernelUnsupported(
@@ -777,11 +778,6 @@ class _Generator:
         n_dots = max((len(code.dots) for code in evaluated), default=0)
         # Without dot products a block is one warp over 32 elements of one row.
         tr, ks = self._tiling(phases, n_dots) if n_dots or block_mode else (1, 1)
-        for code in evaluated:
-            if code.staged:
-                k_max = max(shape_of(lhs)[-1] for lhs in code.staged)
-                if tr * k_max * 8 > SHARED_BYTES // 2:
-                    raise KernelUnsupported("a carry row does not fit in shared memory")
         body: list[str] = []
         rows = max(job.rows for jobs in phases for job in jobs)
         tiles = max(-(-job.cols // WARP) for jobs in phases for job in jobs)
