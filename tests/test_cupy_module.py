@@ -261,3 +261,20 @@ def test_exact_random_draws_in_the_loop(cp):
                                **gibbs_args(N=40)))
     np.testing.assert_array_equal(first, again)
     assert set(np.unique(first)) <= {0.0, 1.0} and 0.1 < first.mean() < 0.9
+
+
+def test_gpu_script_checks_run_on_the_cpu(cp, capsys):
+    """benchmarks/gpu.py's checks, at tiny shapes on the CPU stand-in: the script itself works
+    (its GPU run cannot happen here)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "gpu.py")
+    spec = importlib.util.spec_from_file_location("scanopt_gpu_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = module.run_checks(seed=5, tiny=True)
+    out = capsys.readouterr().out
+    assert failures == [], failures
+    assert out.count("  ok  ") == 3 * 3 + 2
