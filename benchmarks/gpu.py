@@ -37,6 +37,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("SCANOPT_CACHE_DIR", tempfile.mkdtemp(prefix="scanopt-gpu-"))
+# JAX would otherwise take 75% of the GPU's memory when it starts, leaving CuPy short.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 F32 = np.float32
 

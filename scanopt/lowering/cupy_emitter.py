@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import numpy as np
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, StringAttr, TensorType
-from xdsl.ir import BlockArgument, Operation, SSAValue
+from xdsl.ir import Operation, SSAValue
 
 from scanopt.dialects import fused, scan
 from scanopt.dialects.types import aval_of
@@ -51,7 +51,7 @@ from scanopt.lowering.numpy_emitter import (
 _CUDA = "_CUDA_SOURCE"
 _HELPERS = ("cp", "_kernel", "_kernels", "_captured", "_pointers", "_stage", _CUDA, "_workspace",
             "_spare_workspaces")
-_CUPY_LOCALS = ("t0", "count", "work", "run_steps", "key", "stream")
+_CUPY_LOCALS = ("t0", "count", "work", "run_steps", "key", "stream", "result", "steps_run")
 GRAPH_CACHE = 8  # graphs kept per workspace (per n_steps)
 
 
@@ -360,10 +360,6 @@ class _LoopEmitter:
                 fn.namer.names[result] = fn.namer.fresh(f"{self.pingpong[k]}_final")
                 out.append(_assign(fn.namer.names[result], _sub(
                     _name(self.pingpong[k]), ast.BinOp(n_steps, ast.Mod(), ast.Constant(2)))))
-            elif k in self.last:
-                fn.namer.names[result] = self.slots[k]
-                if k < self.n_carries:
-                    pass
             else:
                 fn.namer.names[result] = self.slots[k]
         return out
@@ -455,8 +451,6 @@ class _LoopEmitter:
         destinations: list[ast.expr] = []
         for k, result in enumerate(region.outs):
             destinations.append(self._destination(result))
-        for number, scratch in enumerate(plan.scratch):
-            plan.scratch[number] = scratch
         scratch_names = [fn._buffer(s.name, s.shape, s.dtype) for s in plan.scratch]
         for step in plan.steps:
             if isinstance(step, kernels.ExternalMatmul):
@@ -695,6 +689,3 @@ def _cp(name: str, args: list[ast.expr], **kwargs: ast.expr) -> ast.Call:
 def _np_attr(name: str) -> ast.Attribute:
     return ast.Attribute(_name("np"), name, ast.Load())
 
-
-def _block_arg_is(value: SSAValue, kind: type) -> bool:
-    return isinstance(value, BlockArgument) and isinstance(value.type, kind)

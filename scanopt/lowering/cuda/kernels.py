@@ -568,14 +568,12 @@ class _Scope:
         suffix = "f" if compute == np.float32 else ""
         if name in _COMPARES:
             return f"{a[0]} {_COMPARES[name]} {a[1]}"
-        if name == "logical_and":
-            return f"{_cast(a[0], compute, np.dtype(bool))} && {_cast(a[1], compute, np.dtype(bool))}"
-        if name == "logical_or":
-            return f"{_cast(a[0], compute, np.dtype(bool))} || {_cast(a[1], compute, np.dtype(bool))}"
-        if name == "logical_xor":
-            return f"{_cast(a[0], compute, np.dtype(bool))} != {_cast(a[1], compute, np.dtype(bool))}"
-        if name == "logical_not":
-            return f"!{_cast(a[0], compute, np.dtype(bool))}"
+        if name.startswith("logical_"):
+            truth = [_cast(x, compute, np.dtype(bool)) for x in a]
+            if name == "logical_not":
+                return f"!{truth[0]}"
+            operator = {"logical_and": "&&", "logical_or": "||", "logical_xor": "!="}[name]
+            return f"{truth[0]} {operator} {truth[1]}"
         if compute == np.bool_ and name in ("add", "multiply"):
             return f"{a[0]} {'||' if name == 'add' else '&&'} {a[1]}"
         if name in _C_OPERATORS:
@@ -784,7 +782,7 @@ class _Generator:
         grid = (1 if block_mode else tiles, -(-rows // tr))
         mode = "block" if block_mode else ("tiles" if n_dots else "elementwise")
         body.append(f"    // {self._describe(mode, tr, ks, grid)}")
-        body.append(f"    const int lane = threadIdx.x, warp = threadIdx.y;")
+        body.append("    const int lane = threadIdx.x, warp = threadIdx.y;")
         body.append(f"    const int tid = warp * {WARP} + lane;")
         body.append(f"    const int row0 = blockIdx.y * {tr};")
         shared = self._shared_arrays(evaluated, tr, ks)
