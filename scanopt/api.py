@@ -31,7 +31,7 @@ from scanopt import arguments, cache
 from scanopt.errors import ScanError, ScanValueError, SourceLocation
 from scanopt.signature import signature_of
 
-_BACKENDS = ("numpy",)
+_BACKENDS = ("numpy", "cupy")
 
 
 @dataclass
@@ -237,6 +237,8 @@ def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, 
 
         outs = reference_scan(fn, call, keep)
         return outs[0] if len(outs) == 1 else outs
+    if backend == "cupy":
+        _require_cupy()
     compiled, captured = _lookup(fn, call, exact_random=exact_random, optimize=optimize,
                                  backend=backend)
     if call.n_steps == 0 and compiled.last_without_init:
@@ -248,6 +250,23 @@ def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, 
     if compiled.n_outputs == 1:
         return outs
     return list(outs)
+
+
+def _require_cupy() -> None:
+    """backend="cupy" runs on CuPy: a clear error when it is not installed (generating the
+    module's source, ``.source(..., backend="cupy")``, works without it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("cupy") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ScanValueError(
+            'backend="cupy" needs CuPy, which is not installed',
+            hint="Install the CuPy build for your CUDA version (pip install cupy-cuda12x or "
+                 "cupy-cuda13x) on a machine with an NVIDIA GPU, or use backend=\"numpy\". "
+                 ".source(..., backend=\"cupy\") shows the generated module without CuPy.")
 
 
 @dataclass
@@ -316,7 +335,8 @@ def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str
                "optimize": bool(optimize)}
     compiled, from_disk = cache.compiled_for(
         fn, call.key, options,
-        lambda: _compile(fn, call, exact_random=exact_random, optimize=optimize))
+        lambda: _compile(fn, call, exact_random=exact_random, optimize=optimize,
+                         backend=backend))
     _STATS.disk_hits += from_disk
     entries.append(compiled)
     captured = compiled.plan.fetch(fn)
@@ -343,11 +363,11 @@ def _spec(call_key, outputs: list | None = None):
                     init_taps=list(init_taps), strict=strict, pytree=pytree)
 
 
-def _compile(fn, call: _Call, *, exact_random: bool, optimize: bool):
+def _compile(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
     from scanopt.compiler import compile_loop
 
     return compile_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
-                        call_site=_call_site())
+                        call_site=_call_site(), backend=backend)
 
 
 def _call_site() -> SourceLocation | None:
@@ -374,7 +394,7 @@ def explain(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=N
         from scanopt.compiler import explain_loop
 
         report = explain_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
-                              show_ir=show_ir, call_site=_call_site())
+                              show_ir=show_ir, call_site=_call_site(), backend=backend)
     except ScanError as error:
         raise error.with_traceback(None) from None
     return report.replace("[?,", f"[{call.n_steps}×")

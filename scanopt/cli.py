@@ -150,12 +150,14 @@ def _parser() -> argparse.ArgumentParser:
     types.add_argument("--go-backwards", action="store_true")
     types.add_argument("--exact-random", action="store_true")
     types.add_argument("--no-optimize", action="store_true", help="turn every pass off")
-    types.add_argument("--backend", default="numpy", choices=("numpy",))
     build.add_argument("-o", "--output", metavar="OUT.py",
                        help="write the result there (default: stdout)")
     build.add_argument("--emit", choices=BUILD_STAGES, default="numpy",
                        help="scan: the frontend's IR; scan-opt: the IR after the passes; numpy: "
                             "the generated module (default); explain: what each pass did")
+    build.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                       help="the module to generate: numpy (default) or cupy (CUDA kernels for "
+                            "the GPU; writing it needs no GPU and no CuPy)")
     build.add_argument("--show-ir", action="store_true",
                        help="with --emit=explain: add the IR after the frontend and every pass")
     build.set_defaults(run=_run_build)
@@ -378,6 +380,8 @@ def _run_build(args) -> int:
     except Exception as error:  # noqa: BLE001 (anything the user's code raises)
         raise CommandError(_user_traceback(error, script, f"{args.call}() failed")) from None
     options = _scan_options(scan_args, f"{args.script}: {args.call}()")
+    if args.backend is not None:
+        options["backend"] = args.backend
     fn = options.pop("fn")
     call_site = SourceLocation(script, getattr(getattr(factory, "__code__", None),
                                                "co_firstlineno", 1), 1)
@@ -415,7 +419,7 @@ def _run_build_from_types(args) -> int:
                   keep=keep if keep != "all" else options.get("keep", "all"),
                   exact_random=args.exact_random or options.get("exact_random", False),
                   optimize=not args.no_optimize and options.get("optimize", True),
-                  backend=args.backend)
+                  backend=args.backend or options.get("backend", "numpy"))
     if args.emit == "numpy":
         text = build(fn, command=command, **kwargs)
     else:
@@ -499,6 +503,7 @@ def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
 
     optimize = bool(options.get("optimize", True))
     exact_random = bool(options.get("exact_random", False))
+    backend = options.get("backend", "numpy")
     call = _prepare_call(fn, options.get("sequences"), options.get("outputs_info"),
                          options.get("non_sequences"), options.get("n_steps"),
                          options.get("go_backwards", False), options.get("backend", "numpy"),
@@ -510,13 +515,18 @@ def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
         return print_ir(module) + "\n"
     if stage == "explain":
         report = explain_loop(fn, spec, optimize=optimize, exact_random=exact_random,
-                              show_ir=show_ir, call_site=call_site)
+                              show_ir=show_ir, call_site=call_site, backend=backend)
         return report.replace("[?,", f"[{call.n_steps}×")  # as scanopt.explain shows it
     built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
-                     call_site=call_site)
+                     call_site=call_site, backend=backend)
     if stage == "scan-opt":
         return print_ir(built.module) + "\n"
     assert stage == "numpy", stage
+    if backend == "cupy":
+        from scanopt.lowering.cupy_emitter import HEADER, emit_cupy_module
+
+        return emit_cupy_module(built.module, header=build_header(fn, command).replace(
+            _NUMPY_HEADER, HEADER))
     return emit_numpy_module(built.module, header=build_header(fn, command),
                              buffers=optimize)
 
@@ -533,6 +543,10 @@ def step_source_sha256(fn: Callable) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
+_NUMPY_HEADER = ("A standalone NumPy module: it imports numpy only. Edit the step function "
+                 "and rebuild, not this file.")
+
+
 def build_header(fn: Callable, command: str = "") -> str:
     """The docstring of a module written by ``scanopt build``: version and source hash first."""
     name = getattr(fn, "__name__", "step")
@@ -543,8 +557,7 @@ def build_header(fn: Callable, command: str = "") -> str:
               f"{step_source_sha256(fn)}.")]
     if command:
         lines.append(f"Rebuild with: {command} -o <this file>")
-    lines += ["", ("A standalone NumPy module: it imports numpy only. Edit the step function "
-                   "and rebuild, not this file.")]
+    lines += ["", _NUMPY_HEADER]
     return "\n".join(lines)
 
 

@@ -9,13 +9,14 @@ from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.printer import Printer
 
+from scanopt.dialects.fused import Fused
 from scanopt.dialects.scan import Scan
 
 
 def make_context() -> Context:
-    """A context with the dialects scan IR uses (builtin, func, arith, scan)."""
+    """A context with the dialects scan IR uses (builtin, func, arith, scan, fused)."""
     ctx = Context()
-    for dialect in (Builtin, func.Func, arith.Arith, Scan):
+    for dialect in (Builtin, func.Func, arith.Arith, Scan, Fused):
         ctx.load_dialect(dialect)
     return ctx
 

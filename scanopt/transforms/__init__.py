@@ -20,6 +20,9 @@ FAST_RANDOM = ("scan-fast-random", "cse", "dce")
 EXACT_PIPELINE = ("canonicalize", "cse", "scan-licm{exact}", "scan-fuse-slices",
                   "scan-push-out-seq{exact}", "scan-sink-outputs{exact}", "scan-save-mem", "cse",
                   "dce")
+# Backends that run a step's fused regions as kernels (CuPy) append this to either pipeline.
+FUSE_REGIONS = ("scan-fuse-regions",)
+
 
 def get_all_passes() -> dict[str, Callable[[], type]]:
     """Pass name → a function returning the pass class."""
@@ -60,6 +63,7 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
         "scan-save-mem": _scan("scan_save_mem", "ScanSaveMemPass"),
         "scan-sink-outputs": _scan("scan_sink_outputs", "ScanSinkOutputsPass"),
         "scan-fast-random": _scan("scan_fast_random", "ScanFastRandomPass"),
+        "scan-fuse-regions": _scan("scan_fuse_regions", "ScanFuseRegionsPass"),
     }
 
 def run_pipeline(module, ctx, passes=PIPELINE,
