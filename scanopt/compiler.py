@@ -26,13 +26,20 @@ from scanopt.transforms import (EXACT_PIPELINE, FAST_RANDOM, FUSE_REGIONS, PIPEL
                                 run_pipeline)
 
 
+CUPY_PREDRAW_STEP_BYTES = 64 * 2**20  # per step: anything that fits a 64 MiB chunk
+
+
 def passes_for(*, optimize: bool = True, exact_random: bool = False,
                backend: str = "numpy") -> tuple[str, ...]:
     """The pass pipeline for these options (the CuPy backend adds scan-fuse-regions)."""
     if not optimize:
         return ()
-    passes = EXACT_PIPELINE if exact_random else PIPELINE + FAST_RANDOM
-    return passes + FUSE_REGIONS if backend == "cupy" else passes
+    if backend == "cupy":
+        # Every state-independent draw is made before the loop: one kernel per step.
+        fast_random = tuple(f"scan-fast-random{{max-step-bytes={CUPY_PREDRAW_STEP_BYTES}}}"
+                            if p == "scan-fast-random" else p for p in FAST_RANDOM)
+        return (EXACT_PIPELINE if exact_random else PIPELINE + fast_random) + FUSE_REGIONS
+    return EXACT_PIPELINE if exact_random else PIPELINE + FAST_RANDOM
 
 
 def build_ir(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,

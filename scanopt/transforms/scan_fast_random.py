@@ -144,13 +144,13 @@ def _is_one_constant(value: SSAValue) -> bool:
         float(owner.value.value.data) == 1.0
 
 
-def logistic_threshold(loop: scan.LoopOp) -> int:
+def logistic_threshold(loop: scan.LoopOp, max_step_bytes: int = PREDRAW_MAX_STEP_BYTES) -> int:
     """``random() < sigmoid(z)`` → ``z > logistic noise``: the same Bernoulli(sigmoid(z)) draw
     without computing the sigmoid in the step (the noise is pre-drawn with the uniforms)."""
     count = 0
     for op in list(loop.block.ops):
         if not isinstance(op, scan.RandomOp) or op.method.data != "random" or op.steps or \
-                _bytes_per_step(op) > PREDRAW_MAX_STEP_BYTES:
+                _bytes_per_step(op) > max_step_bytes:
             continue
         uses = list(op.result.uses)
         if len(uses) != 1 or not isinstance(uses[0].operation, scan.LtOp) or uses[0].index != 0:
@@ -171,7 +171,7 @@ def logistic_threshold(loop: scan.LoopOp) -> int:
     return count
 
 
-def predraw(loop: scan.LoopOp) -> scan.LoopOp:
+def predraw(loop: scan.LoopOp, max_step_bytes: int = PREDRAW_MAX_STEP_BYTES) -> scan.LoopOp:
     stage = stages(loop)
     outer = dict(zip(loop.param_args, loop.non_seqs))
     moved: list[Operation] = []
@@ -183,7 +183,7 @@ def predraw(loop: scan.LoopOp) -> scan.LoopOp:
             continue
         if any(stage.get(p) != INVARIANT for p in op.params):
             continue
-        if _bytes_per_step(op) > PREDRAW_MAX_STEP_BYTES:
+        if _bytes_per_step(op) > max_step_bytes:
             continue  # one call per step is cheap next to the numbers drawn
         params = []
         for p in op.params:
@@ -221,11 +221,16 @@ def predraw(loop: scan.LoopOp) -> scan.LoopOp:
 @dataclass(frozen=True)
 class ScanFastRandomPass(ModulePass):
     name = "scan-fast-random"
+    # Draws of more bytes per step stay in the step (NumPy: one call per step is cheap next to
+    # the numbers drawn). The CuPy backend pre-draws them all: a draw in the step splits the
+    # step's kernel and keeps the loop out of a CUDA graph.
+    max_step_bytes: int = PREDRAW_MAX_STEP_BYTES
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        limit = int(self.max_step_bytes)
         for loop in loops_in(op):
             binomial_to_compare(loop)
-            logistic_threshold(loop)
+            logistic_threshold(loop, limit)
         for loop in loops_in(op):
             if not isinstance(loop.parent_op(), scan.LoopOp):  # nested loops draw as they go
-                predraw(loop)
+                predraw(loop, limit)
