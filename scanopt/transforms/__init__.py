@@ -49,6 +49,11 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
 
         return get
 
+    def _convert_scan_to_upstream():
+        from scanopt.lowering.scan_to_upstream import ConvertScanToUpstreamPass
+
+        return ConvertScanToUpstreamPass
+
     return {
         "cse": _cse,
         "dce": _dce,
@@ -60,6 +65,7 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
         "scan-save-mem": _scan("scan_save_mem", "ScanSaveMemPass"),
         "scan-sink-outputs": _scan("scan_sink_outputs", "ScanSinkOutputsPass"),
         "scan-fast-random": _scan("scan_fast_random", "ScanFastRandomPass"),
+        "convert-scan-to-upstream": _convert_scan_to_upstream,
     }
 
 def run_pipeline(module, ctx, passes=PIPELINE,
