@@ -273,6 +273,14 @@ class _FunctionLowering:
         size = _shape(value.type)[axis]
         if not _dynamic(size):
             return self._index(size)
+        owner = value.owner
+        while isinstance(owner, GenericOp | MatmulOp | BatchMatmulOp | FillOp | TransposeOp):
+            value = owner.outputs[value.index]  # a linalg op's result has the shape of its out
+            owner = value.owner
+        if isinstance(owner, tensor.EmptyOp | tensor.ExpandShapeOp):
+            sizes = owner.dynamic_sizes if isinstance(owner, tensor.EmptyOp) else \
+                owner.dynamic_output_shape
+            return sizes[sum(1 for d in _shape(value.type)[:axis] if _dynamic(d))]
         return self._cached(("dim", value, axis),
                             lambda: self._hoist(tensor.DimOp(value, self._index(axis))))
 
