@@ -325,8 +325,6 @@ class _FunctionLowering:
                     arg_attrs.append(DictionaryAttr({DRAWS: StringAttr(kind)}))
                     sources.append((draw, kind))
                 continue
-            el.check_element(el.element_of(arg.type)) if not isinstance(
-                arg.type, IndexType) else None
             arg_types.append(arg.type)
             arg_attrs.append(old_attrs[k] if k < len(old_attrs) else DictionaryAttr({}))
             sources.append(arg)
@@ -397,10 +395,10 @@ class _FunctionLowering:
         self.values[old] = new
 
     def _op(self, op: Operation) -> None:
-        for value in (*op.operands, *op.results):
-            t = value.type
-            if not isinstance(t, scan.RngType | IndexType):
-                el.check_element(el.element_of(t))
+        if not isinstance(op, scan.LoopOp | func.ReturnOp):  # (they only pass values on)
+            for value in (*op.operands, *op.results):
+                if not isinstance(value.type, scan.RngType | IndexType):
+                    el.check_element(el.element_of(value.type))
         handler = _HANDLERS.get(type(op))
         if handler is None:
             for base, method in _BASE_HANDLERS:
@@ -914,12 +912,13 @@ class _FunctionLowering:
         kept = [k for k in range(len(loop.outs)) if k not in last]
         lasts = [k for k in sorted(last) if k >= n_carries]
         inits = [self._get(v) for v in loop.inits]
+        buffers: dict[Attribute, int] = {}  # per type, the buffers made so far
         for k in kept:
             t = loop.outs[k].type
-            inits.append(self._empty(t, [n] if _dynamic(_shape(t)[0]) else []))
+            inits.append(self._buffer(t, [n] if _dynamic(_shape(t)[0]) else [], buffers))
         for k in lasts:
             t = yield_op.values[k].type
-            inits.append(self._empty(t, []) if isinstance(t, TensorType) else
+            inits.append(self._buffer(t, [], buffers) if isinstance(t, TensorType) else
                          self._const(0, t))
         names = [*(a.name_hint for a in loop.carry_args),
                  *(loop.outs[k].name_hint or f"out{k}s" for k in kept),
@@ -986,6 +985,21 @@ class _FunctionLowering:
                     not isinstance(value.type, TensorType):
                 value = self._emit(tensor.FromElementsOp(value, result_type=loop.outs[k].type))
             self._set(loop.outs[k], value)
+
+    def _buffer(self, t: TensorType, sizes: list[SSAValue], made: dict[Attribute, int]
+                ) -> SSAValue:
+        """The initial value of a history (or last-value slot) carried by the loop.
+
+        Every row is written before it is read, so any contents do; but two of them must not
+        start from equal values: IREE 3.13 then gives both one buffer (the LSTM's ``cs`` came
+        out as garbage), whether they start from one ``tensor.empty`` or from two. So the
+        ``k``-th buffer of a type starts filled with ``k``.
+        """
+        k = made.get(t, 0)
+        made[t] = k + 1
+        element = t.get_element_type()
+        fill = self._const(min(k, 1) if el.is_bool(element) else k, element)
+        return self._hoist(FillOp([fill], [self._hoist(tensor.EmptyOp(sizes, t))], [t]))
 
     def _while(self, n: SSAValue, inits: list[SSAValue], state_types: list[Attribute],
                after: Block) -> list[SSAValue]:
