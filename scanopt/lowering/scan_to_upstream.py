@@ -76,6 +76,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
     FileLineColLoc,
+    FloatAttr,
     IndexType,
     IntegerAttr,
     ModuleOp,
@@ -415,8 +416,9 @@ class _FunctionLowering:
         self._emit(func.ReturnOp(*(self._get(v) for v in op.arguments)))
 
     def _constant(self, op: arith.ConstantOp) -> SSAValue:
-        value = op.value.value.data
-        return self._const(value, op.result.type)
+        if isinstance(op.value, IntegerAttr | FloatAttr):
+            return self._const(op.value.value.data, op.result.type)
+        return self._hoist(op.clone())  # a dense array constant, as it is
 
     # -- elementwise --------------------------------------------------------------------------
 
@@ -833,7 +835,8 @@ class _FunctionLowering:
         method = op.method.data
         draws = self.draws[op]
         if op.steps is None and self.steps:  # this step's row
-            draws = self._row(draws, self.steps[-1], el.element_of(draws.type))
+            draws = self._row(draws, self.steps[-1],
+                              scalar=not isinstance(op.result.type, TensorType))
         params = [self._get(v) for v in op.params]
         result_type = op.result.type
         element = el.element_of(result_type)
@@ -853,10 +856,12 @@ class _FunctionLowering:
             return self._map(result_type, [draws, *params], [element] * 3, body)
         return self._cast(draws, element)
 
-    def _row(self, value: SSAValue, index: SSAValue, element: Attribute) -> SSAValue:
-        """Row ``index`` of ``value`` (its first dim dropped)."""
+    def _row(self, value: SSAValue, index: SSAValue, scalar: bool = False) -> SSAValue:
+        """Row ``index`` of ``value``: a tensor of one rank less (the element itself of a 1-D
+        ``value`` with ``scalar``)."""
         shape = _shape(value.type)
-        if len(shape) == 1:
+        element = el.element_of(value.type)
+        if scalar:
             return self._emit(tensor.ExtractOp(value, [index], element))
         sizes = [1, *(self._dim(value, j) if _dynamic(d) else d
                       for j, d in enumerate(shape) if j)]
@@ -866,15 +871,11 @@ class _FunctionLowering:
 
     def _last(self, op: scan.LastOp) -> SSAValue:
         history = self._get(op.history)
-        element = el.element_of(op.result.type)
         count = self._dim(history, 0)
         index = self._index_op(arith.SubiOp, count, self._index(1))
 
         def row():
-            value = self._row(history, index, element)
-            if isinstance(op.result.type, TensorType) and not isinstance(value.type, TensorType):
-                value = self._emit(tensor.FromElementsOp(value, result_type=op.result.type))
-            return value
+            return self._row(history, index, scalar=not isinstance(op.result.type, TensorType))
 
         if op.init is None:
             return row()
@@ -945,7 +946,8 @@ class _FunctionLowering:
                 row = self._emit(arith.SubiOp(last_row, step))
             elif offset:
                 row = self._emit(arith.AddiOp(step, self._index(offset)))
-            self._set(arg, self._row(self._get(seq), row, el.element_of(arg.type)))
+            self._set(arg, self._row(self._get(seq), row,
+                                     scalar=not isinstance(arg.type, TensorType)))
         for arg, value in zip(loop.carry_args, state):
             self._set(arg, value)
         for arg, outer in zip(loop.param_args, loop.non_seqs):
