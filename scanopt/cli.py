@@ -2,9 +2,9 @@
 
 ::
 
-    scanopt opt FILE.mlir [-p PASSES] [--emit=scan|numpy]    an xdsl-opt for scan IR text
+    scanopt opt FILE.mlir [-p PASSES] [--emit=scan|numpy|mlir]   an xdsl-opt for scan IR text
     scanopt build SCRIPT.py --call NAME [-o OUT.py]          compile a loop ahead of time
-            [--emit=scan|scan-opt|numpy|explain]             ... or print one stage of it
+            [--emit=scan|scan-opt|numpy|mlir|explain]        ... or print one stage of it
     scanopt build FILE.py:FN --sequences x=f32[T,B,128] ...  ... from argument types alone
     scanopt passes                                           the registered passes
     scanopt cache info | clear                               the disk cache: where, how big;
@@ -49,8 +49,8 @@ from typing import Any
 from scanopt import __version__
 from scanopt.errors import ScanError, SourceLocation
 
-OPT_STAGES = ("scan", "numpy")
-BUILD_STAGES = ("scan", "scan-opt", "numpy", "explain")
+OPT_STAGES = ("scan", "numpy", "mlir")
+BUILD_STAGES = ("scan", "scan-opt", "numpy", "mlir", "explain")
 # Keys of the dict a build script returns: the keyword arguments of ``scanopt.scan``.
 SCAN_ARGUMENTS = ("fn", "sequences", "outputs_info", "non_sequences", "n_steps", "go_backwards",
                   "keep", "exact_random", "optimize", "backend")
@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("-p", "--passes", default="", metavar="PASSES",
                      help="comma-separated pass names, applied in order (see `scanopt passes`)")
     opt.add_argument("--emit", choices=OPT_STAGES, default="scan",
-                     help="what to print: the IR (scan, default) or the generated NumPy module")
+                     help="what to print: the IR (scan, default), the generated NumPy module, "
+                          "or upstream MLIR (func/scf/tensor/linalg/arith/math)")
     opt.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
     opt.add_argument("--print-between-passes", action="store_true",
                      help="print the IR after every pass but the last (whose IR is the output)")
@@ -154,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="write the result there (default: stdout)")
     build.add_argument("--emit", choices=BUILD_STAGES, default="numpy",
                        help="scan: the frontend's IR; scan-opt: the IR after the passes; numpy: "
-                            "the generated module (default); explain: what each pass did")
+                            "the generated module (default); mlir: upstream MLIR "
+                            "(func/scf/tensor/linalg/arith/math) of the optimised loop; "
+                            "explain: what each pass did")
     build.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                        help="the module to generate: numpy (default) or cupy (CUDA kernels for "
                             "the GPU; writing it needs no GPU and no CuPy)")
@@ -265,6 +268,8 @@ def _run_opt(args) -> int:
             pipeline.apply(ctx, module)
             if args.emit == "numpy":
                 out = _emit_numpy(module, name)
+            elif args.emit == "mlir":
+                out = emit_mlir(module, generic=args.print_op_generic)
             else:
                 out = print_ir(module, args.print_op_generic) + "\n"
         except ParseError as error:
@@ -345,6 +350,17 @@ def _failing_op_note(module) -> str:
         except Exception:  # noqa: BLE001 (an op the printer cannot show: the message alone)
             return ""
     return ""
+
+
+def emit_mlir(module, generic: bool = False) -> str:
+    """Upstream MLIR text of a scan module (``convert-scan-to-upstream``). A construct without
+    a lowering raises UnsupportedSyntax naming the op and the user's line."""
+    from scanopt.compiler import make_context, print_ir
+    from scanopt.lowering.scan_to_upstream import ConvertScanToUpstreamPass
+
+    ConvertScanToUpstreamPass().apply(make_context(), module)
+    module.verify()
+    return print_ir(module, generic) + "\n"
 
 
 def _emit_numpy(module, name: str) -> str:
@@ -521,6 +537,9 @@ def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
                      call_site=call_site, backend=backend)
     if stage == "scan-opt":
         return print_ir(built.module) + "\n"
+    if stage == "mlir":
+        header = build_header(fn, command).split("\n")[0]
+        return "".join(f"// {line}\n" for line in header.splitlines()) + emit_mlir(built.module)
     assert stage == "numpy", stage
     if backend == "cupy":
         from scanopt.lowering.cupy_emitter import HEADER, emit_cupy_module

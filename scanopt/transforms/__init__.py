@@ -52,6 +52,11 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
 
         return get
 
+    def _convert_scan_to_upstream():
+        from scanopt.lowering.scan_to_upstream import ConvertScanToUpstreamPass
+
+        return ConvertScanToUpstreamPass
+
     return {
         "cse": _cse,
         "dce": _dce,
@@ -64,6 +69,7 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
         "scan-sink-outputs": _scan("scan_sink_outputs", "ScanSinkOutputsPass"),
         "scan-fast-random": _scan("scan_fast_random", "ScanFastRandomPass"),
         "scan-fuse-regions": _scan("scan_fuse_regions", "ScanFuseRegionsPass"),
+        "convert-scan-to-upstream": _convert_scan_to_upstream,
     }
 
 def run_pipeline(module, ctx, passes=PIPELINE,
