@@ -166,7 +166,7 @@ def steps_and_windows(sequences: list[tuple[np.ndarray, tuple[int, ...], str]], 
         if n_steps < 0:
             raise ScanValueError(f"n_steps must not be negative, got {n_steps}",
                                  hint="To iterate from the end, pass go_backwards=True.")
-        short = [k for k, n in enumerate(allowed) if n < n_steps]
+        short = [k for k, n in enumerate(allowed) if max(n, 0) < n_steps]
         if short:
             k = min(short, key=lambda j: allowed[j])
             array, taps, where = sequences[k]
@@ -183,6 +183,9 @@ def steps_and_windows(sequences: list[tuple[np.ndarray, tuple[int, ...], str]], 
     windows = []
     for array, taps, _ in sequences:
         lo, hi = tap_span(taps)
+        if n_steps == 0:  # nothing is read: empty windows (a short one would not broadcast)
+            windows.append(SequenceArg(array[:0], taps))
+            continue
         rows = n_steps + window_extra_rows(taps)
         # Views: the loop reads exactly these rows, and work pushed out of the loop runs over
         # them only.

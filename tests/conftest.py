@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 
 import numpy as np
 import pytest
@@ -207,7 +206,6 @@ try:
 except ImportError:  # pragma: no cover - hypothesis is in the dev extra
     HYPOTHESIS_SETTINGS = {}
 
-_generated = itertools.count()
 
 
 @contextlib.contextmanager
@@ -217,7 +215,9 @@ def generated_module(source, directory, prefix="_hyp_step"):
     import importlib.util
     import sys
 
-    name = f"{prefix}_{hashlib.sha1(source.encode()).hexdigest()[:12]}_{next(_generated)}"
+    # Named by the source alone: hypothesis replays a failing example with the same file (and
+    # so the same line numbers and code object), which lets it shrink the example.
+    name = f"{prefix}_{hashlib.sha1(source.encode()).hexdigest()[:16]}"
     path = directory / f"{name}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
