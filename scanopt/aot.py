@@ -80,6 +80,13 @@ def build_stage(fn, stage: str, sequences=None, outputs_info=None, non_sequences
     if stage == "scan-opt":
         return print_ir(build_ir(fn, spec, optimize=optimize,
                                  exact_random=exact_random).module) + "\n"
+    if stage == "mlir":
+        from scanopt.cli import build_header, emit_mlir
+
+        module = build_ir(fn, spec, optimize=optimize, exact_random=exact_random).module
+        header = build_header(fn).split("\n")[0]
+        return f"// {header}\n// {_signature_text(arguments, n_steps, keep)}\n".replace(
+            "\n    ", "\n//     ") + emit_mlir(module)
     raise ScanValueError(f"no stage {stage!r} for an ahead-of-time build")
 
 

@@ -565,3 +565,37 @@ def test_features_run_as_the_plain_loop(case, pipeline):
     assert_close(actual, expected)
     if case == "until":
         assert 1 < len(actual) < 20  # it stopped early, after more than one step
+
+
+def nested_rows(x_t, h):
+    accs = scanopt.scan(lambda y, a: a + y * h, sequences=x_t, outputs_info=np.zeros(3,
+                                                                                    np.float32))
+    steps = scanopt.scan(lambda a: a * np.float32(0.5), outputs_info=h, n_steps=len(x_t))
+    return np.tanh(accs[-1] + steps[-1]), x_t.shape[0] + 0 * accs.shape[0]
+
+
+@needs_bindings
+def test_nested_scans_and_run_time_sizes_verified_upstream():
+    """scan.count (a nested loop's steps) and scan.dim (a size known when the loop runs)."""
+    X = _normal(np.random.default_rng(0), 4, 5, 3)
+    text, _, _ = export(nested_rows, sequences=X, outputs_info=[np.zeros(3, np.float32), None])
+    assert text.count("scf.for") >= 3
+    parse_upstream(text)
+
+
+@needs_bindings
+def test_ahead_of_time_build_emits_mlir_verified_upstream(tmp_path):
+    script = tmp_path / "cell.py"
+    script.write_text("import numpy as np\n\ndef elman(x_t, h, W, U, b):\n"
+                      "    return np.tanh(x_t @ W + h @ U + b)\n")
+    result = run_cli("build", f"{script}:elman", "--emit", "mlir", "--sequences",
+                     "x=f32[T,4,3]", "--outputs-info", "h=f32[4,5]", "--non-sequences",
+                     "W=f32[3,5]", "U=f32[5,5]", "b=f32[5]")
+    assert result.returncode == 0, result.stderr
+    assert "//     x: f32[T,4,3]  (sequence)" in result.stdout
+    parse_upstream(result.stdout)
+    symbolic = run_cli("build", f"{script}:elman", "--emit", "mlir", "--sequences",
+                       "x=f32[T,B,3]", "--outputs-info", "h=f32[B,5]", "--non-sequences",
+                       "W=f32[3,5]", "U=f32[5,5]", "b=f32[5]")
+    assert symbolic.returncode == 1
+    assert "cannot export to upstream MLIR with symbolic dimensions (B)" in symbolic.stderr

@@ -103,6 +103,7 @@ from xdsl.irdl import irdl_op_definition, prop_def
 from xdsl.passes import ModulePass
 
 from scanopt.dialects import scan
+from scanopt.dialects.scan import SYMBOLS
 from scanopt.errors import SourceLocation, UnsupportedSyntax
 from scanopt.lowering import upstream_elements as el
 from scanopt.lowering.upstream_elements import NoLowering
@@ -153,6 +154,13 @@ class ConvertScanToUpstreamPass(ModulePass):
         for function in list(op.ops):
             if not isinstance(function, func.FuncOp):
                 raise _unsupported(function, "only func.func ops can be exported")
+            if SYMBOLS in function.attributes:
+                names = ", ".join(function.attributes[SYMBOLS].data)
+                raise UnsupportedSyntax(
+                    f"cannot export to upstream MLIR with symbolic dimensions ({names}) other "
+                    "than the sequences' length",
+                    hint="Give those dimensions integer sizes for --emit mlir (a symbol for the "
+                         "sequences' first dimension, such as T, is fine).")
             lowered = _FunctionLowering(function).lower()
             op.body.block.insert_op_before(lowered, function)
             function.detach()
@@ -411,6 +419,22 @@ class _FunctionLowering:
         result = handler(self, op)
         if result is not None:
             self._set(op.results[0], result)
+
+    def _dim_value(self, op: scan.DimOp) -> SSAValue:
+        """``x.shape[axis]`` (a Python int): ``tensor.dim`` as an i64."""
+        size = self._dim(self._get(op.operand), op.axis.value.data)
+        return el.convert(self._scalar_put, size, op.result.type)
+
+    def _count(self, op: scan.CountOp) -> SSAValue:
+        """A nested loop's number of steps: ``int(n)``, or its shortest sequence's length."""
+        if op.n is not None:
+            return el.convert(self._scalar_put, self._scalar(self._get(op.n), i64),
+                              IndexType())
+        sizes = [self._dim(self._get(s), 0) for s in op.sequences]
+        count = sizes[0]
+        for size in sizes[1:]:
+            count = self._emit(arith.MinSIOp(count, size))
+        return count
 
     def _return(self, op: func.ReturnOp) -> None:
         self._emit(func.ReturnOp(*(self._get(v) for v in op.arguments)))
@@ -1084,6 +1108,8 @@ _HANDLERS: dict[type[Operation], Callable[[_FunctionLowering, Operation], SSAVal
     scan.FullOp: _FunctionLowering._full,
     scan.RandomOp: _FunctionLowering._random,
     scan.LastOp: _FunctionLowering._last,
+    scan.DimOp: _FunctionLowering._dim_value,
+    scan.CountOp: _FunctionLowering._count,
 }
 _BASE_HANDLERS = (
     (scan.ElementwiseOp, _FunctionLowering._elementwise),

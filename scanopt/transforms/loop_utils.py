@@ -48,11 +48,12 @@ def stages(loop: scan.LoopOp) -> dict[SSAValue, int]:
     return stage
 
 
-def with_leading_dim(t: Attribute) -> TensorType:
-    """``tensor<16x128xf32>`` → ``tensor<?x16x128xf32>`` (weak scalars become rank-1 tensors)."""
+def with_leading_dim(t: Attribute, rows: int = DYNAMIC_INDEX) -> TensorType:
+    """``tensor<16x128xf32>`` → ``tensor<?x16x128xf32>`` (weak scalars become rank-1 tensors);
+    ``rows`` when the number of steps is known (a nested loop over a static slice)."""
     if isinstance(t, TensorType):
-        return TensorType(t.get_element_type(), [DYNAMIC_INDEX, *t.get_shape()])
-    return TensorType(t, [DYNAMIC_INDEX])
+        return TensorType(t.get_element_type(), [rows, *t.get_shape()])
+    return TensorType(t, [rows])
 
 
 def without_leading_dim(t: TensorType) -> TensorType:
@@ -186,7 +187,11 @@ def batched_clone(op: Operation, operands: Sequence[SSAValue], batched: Sequence
             ok = True
     if not ok:
         return None
-    return type(op).create(operands=list(operands), result_types=[with_leading_dim(result_type)],
+    leading = {o.type.get_shape()[0] for o, b in zip(operands, batched)
+               if b and isinstance(o.type, TensorType)}
+    rows = leading.pop() if len(leading) == 1 else DYNAMIC_INDEX
+    return type(op).create(operands=list(operands),
+                           result_types=[with_leading_dim(result_type, rows)],
                            properties=props, attributes=dict(op.attributes))
 
 
