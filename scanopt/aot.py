@@ -67,8 +67,8 @@ def build_stage(fn, stage: str, sequences=None, outputs_info=None, non_sequences
     from scanopt.dialects.ir import print_ir
     from scanopt.frontend.builder import build_loop
 
-    _check_backend(backend)
     arguments = _arguments(fn, sequences, outputs_info, non_sequences)
+    _check_backend(backend)
     spec = _spec(arguments, _symbols(arguments), go_backwards, keep, outputs_info is not None)
     if stage == "scan":
         module = build_loop(fn, spec).module
@@ -76,10 +76,10 @@ def build_stage(fn, stage: str, sequences=None, outputs_info=None, non_sequences
         return print_ir(module) + "\n"
     if stage == "explain":
         return explain_loop(fn, spec, optimize=optimize, exact_random=exact_random,
-                            show_ir=show_ir)
+                            show_ir=show_ir, backend=backend)
     if stage == "scan-opt":
-        return print_ir(build_ir(fn, spec, optimize=optimize,
-                                 exact_random=exact_random).module) + "\n"
+        return print_ir(build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
+                                 backend=backend).module) + "\n"
     if stage == "mlir":
         from scanopt.cli import build_header, emit_mlir
 
@@ -90,34 +90,47 @@ def build_stage(fn, stage: str, sequences=None, outputs_info=None, non_sequences
     raise ScanValueError(f"no stage {stage!r} for an ahead-of-time build")
 
 
-def _check_backend(backend: str) -> None:
-    if backend != "numpy":
+def _check_backend(backend: str, symbols: dict | None = None) -> None:
+    if backend not in ("numpy", "cupy"):
         raise ScanValueError(f"ahead-of-time builds for backend {backend!r} are not available",
-                             hint="Build with backend='numpy'.")
+                             hint="Build with backend='numpy' or 'cupy'.")
+    if backend == "cupy" and symbols:
+        raise ScanValueError(
+            f"a CuPy module is built for fixed sizes: give {', '.join(symbols)} integer sizes",
+            hint="Its kernels are generated for the shapes (a symbol for the sequences' first "
+                 "dimension, such as T, is fine); the NumPy backend takes symbolic sizes.")
 
 
 def _build(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, keep,
            exact_random, optimize, backend, command):
-    _check_backend(backend)
     arguments = _arguments(fn, sequences, outputs_info, non_sequences)
     symbols = _symbols(arguments)
+    _check_backend(backend, symbols)
     spec = _spec(arguments, symbols, go_backwards, keep, outputs_info is not None)
     from scanopt.cli import build_header
     from scanopt.compiler import build_ir
     from scanopt.lowering.numpy_emitter import emit_numpy_module
 
-    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random)
+    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random, backend=backend)
     if built.plan.inputs:
         names = ", ".join(f"`{path[-1][1]}`" for path in built.plan.inputs)
         raise ScanValueError(
             f"the step reads {names} from its enclosing scope; a module built ahead of time "
             "cannot take it from there", hint="Pass it as a non-sequence (and declare its type).")
     header = build_header(fn, command) + "\n\n" + _signature_text(arguments, n_steps, keep)
-    return emit_numpy_module(
-        built.module, header=header, buffers=optimize,
-        reserved=(*_RESERVED, *(a.name for a in arguments)),
-        extra=lambda names: _run_function(arguments, names[0], n_steps, go_backwards,
-                                          built.n_outputs))
+    reserved = (*_RESERVED, *(a.name for a in arguments))
+
+    def run(names):
+        return _run_function(arguments, names[0], n_steps, go_backwards, built.n_outputs)
+
+    if backend == "cupy":
+        from scanopt.lowering.cupy_emitter import HEADER, emit_cupy_module
+        from scanopt.cli import _NUMPY_HEADER
+
+        return emit_cupy_module(built.module, header=header.replace(_NUMPY_HEADER, HEADER),
+                                reserved=reserved, extra=run)
+    return emit_numpy_module(built.module, header=header, buffers=optimize, reserved=reserved,
+                             extra=run)
 
 
 def _arguments(fn, sequences, outputs_info, non_sequences) -> list[Argument]:

@@ -271,3 +271,33 @@ def test_emit_stages_from_types():
     ir = build_stage(gru_step, "scan", **GRU_SIGNATURE)
     assert "scan.loop" in ir
     assert "scan.matmul" in build_stage(gru_step, "scan-opt", **GRU_SIGNATURE)
+
+
+def test_cupy_module_built_from_types_runs_on_the_cpu_stand_in(tmp_path):
+    """backend="cupy": fixed sizes but the sequences' length; run() checks the arguments, then
+    the module runs its kernels (here on tests/cupy_on_cpu.py's CPU stand-in for CuPy)."""
+    import cupy_on_cpu
+    from scanopt.lowering.cuda import emulate
+
+    signature = dict(
+        sequences={"X": "f32[T,2,3]"}, outputs_info={"h0": "f32[2,4]", "c0": "f32[2,4]"},
+        non_sequences={**{f"W_{g}": "f32[3,4]" for g in "ifco"},
+                       **{f"U_{g}": "f32[4,4]" for g in "ifco"},
+                       **{f"b_{g}": "f32[4]" for g in "ifco"}})
+    path = str(tmp_path / "lstm_gpu.py")
+    source = scanopt.build(lstm_step, **signature, backend="cupy", path=path)
+    assert "import cupy" in source and "import scanopt" not in source and "def run(" in source
+    with pytest.raises(scanopt.ScanValueError, match="give B, I, H integer sizes"):
+        scanopt.build(lstm_step, **LSTM_SIGNATURE, backend="cupy")
+    why = emulate.available()
+    if why is not None:
+        pytest.skip(why)
+    with cupy_on_cpu.installed():
+        run = load(path).run
+        for T in (5, 3):
+            args = lstm_args(np.random.default_rng(T), T, 2, 3, 4)
+            out = [cupy_on_cpu.asnumpy(r) for r in run(*args)]
+            assert_matches(out, plain_loop(lstm_step, args[0], args[1:3], args[3:]),
+                           rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match="h0 has size 3 in dimension 0, but 2"):
+            run(args[0], np.zeros((3, 4), np.float32), *args[2:])

@@ -55,8 +55,11 @@ _CUPY_LOCALS = ("t0", "count", "work", "run_steps", "key", "stream", "result", "
 GRAPH_CACHE = 8  # graphs kept per workspace (per n_steps)
 
 
-def emit_cupy_module(module: ModuleOp, *, header: str = "") -> str:
-    """The source of a CuPy module defining one function per ``func.func`` in ``module``."""
+def emit_cupy_module(module: ModuleOp, *, header: str = "", reserved=(), extra=None) -> str:
+    """The source of a CuPy module defining one function per ``func.func`` in ``module``.
+
+    ``reserved``: more module-level names no function may take; ``extra(function_names)``: more
+    statements for the end of the module (an ahead-of-time build's ``run``)."""
     body: list[ast.stmt] = []
     if header:
         body.append(ast.Expr(ast.Constant(header)))
@@ -70,7 +73,9 @@ def emit_cupy_module(module: ModuleOp, *, header: str = "") -> str:
         name = _identifier(op.sym_name.data)
         if name is None or (name.startswith("__") and name.endswith("__")):
             name = "step"
+        names.taken |= set(reserved)
         name = names.fresh(name)
+        names.taken -= set(reserved) - {name}
         if name != op.sym_name.data:
             op.sym_name = StringAttr(name)
         emitter = _CupyFunctionEmitter(op, names.taken, kernel_names)
@@ -83,6 +88,8 @@ def emit_cupy_module(module: ModuleOp, *, header: str = "") -> str:
         body.append(ast.Assign([ast.Name(_CUDA, ast.Store())], ast.Constant(_CUDA_MARKER)))
     body.extend(ast.parse(_RUNTIME_HELPERS).body)
     body.extend(emitted)
+    if extra is not None:
+        body.extend(extra([op.sym_name.data for op in functions]))
     tree = ast.Module(body=body, type_ignores=[])
     ast.fix_missing_locations(tree)
     text = _render(tree)
