@@ -295,6 +295,16 @@ def _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwa
                              hint=f"Available backends: {', '.join(map(repr, _BACKENDS))}.")
     if not callable(fn):
         raise ScanValueError(f"fn must be a function, got {type(fn).__name__}")
+    token = arguments.DEVICE_ARRAYS.set(backend == "cupy")
+    try:
+        return _checked_call(sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                             keep, strict, pytree)
+    finally:
+        arguments.DEVICE_ARRAYS.reset(token)
+
+
+def _checked_call(sequences, outputs_info, non_sequences, n_steps, go_backwards, keep, strict,
+                  pytree) -> _Call:
     seq_entries = arguments.sequence_args(sequences)
     # outputs_info=[] is Theano's map: every returned value is a per-step output.
     outputs_given = outputs_info is not None and not (

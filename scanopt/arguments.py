@@ -18,6 +18,7 @@ per-step output that is not fed back; ``outputs_info=[]`` makes every returned v
 
 from __future__ import annotations
 
+import contextvars
 import operator
 import random
 import re
@@ -231,6 +232,9 @@ def non_sequence_values(non_sequences) -> list:
     for where, value in zip(argument_names("non_sequences", non_sequences), values):
         if isinstance(value, np.random.Generator) or type(value) in _PYTHON_SCALARS:
             continue
+        if DEVICE_ARRAYS.get() and is_device_array(value):
+            _check_dtype(np.dtype(value.dtype), value, where)
+            continue
         _refuse_other_generator(value, where)
         if isinstance(value, (np.ndarray, np.generic)):
             _refuse_array_subclass(value, where)
@@ -249,9 +253,23 @@ def non_sequence_values(non_sequences) -> list:
 _PYTHON_SCALARS = (bool, int, float, complex)
 
 
+# Set while the arguments of a call for the CuPy backend are checked: arrays already on the GPU
+# (anything with ``__cuda_array_interface__``, a ``cupy.ndarray``) are taken as they are.
+DEVICE_ARRAYS: contextvars.ContextVar[bool] = contextvars.ContextVar("device_arrays",
+                                                                    default=False)
+
+
+def is_device_array(value) -> bool:
+    return hasattr(type(value), "__cuda_array_interface__") and hasattr(value, "dtype") and \
+        hasattr(value, "shape")
+
+
 def input_array(value, where: str) -> np.ndarray:
     """A sequence or initial value as an ndarray (lists and scalars are converted, as the plain
     loop's ``np.asarray`` does); anything that is not numbers or booleans is refused."""
+    if DEVICE_ARRAYS.get() and is_device_array(value):
+        _check_dtype(np.dtype(value.dtype), value, where)
+        return value
     _refuse_other_generator(value, where)
     if isinstance(value, np.random.Generator):
         raise ScanTypeError(f"{where} is a numpy.random.Generator",

@@ -82,11 +82,13 @@ def signature_of(value, *, sequence: bool = False):
         return RngVal()
     if type(value) in _WEAK_DTYPES:
         return AVal(_WEAK_DTYPES[type(value)], (), weak=True)
-    if isinstance(value, (np.ndarray, np.generic)):
-        if value.dtype.kind not in "biufc":
+    if isinstance(value, (np.ndarray, np.generic)) or (
+            hasattr(type(value), "__cuda_array_interface__") and hasattr(value, "dtype")):
+        # (an array on the GPU, a cupy.ndarray, for the CuPy backend: only its type matters)
+        if np.dtype(value.dtype).kind not in "biufc":
             return None
         shape = tuple(value.shape)
         if sequence:
             shape = (DYNAMIC, *shape[1:])
-        return AVal(value.dtype, shape)
+        return AVal(np.dtype(value.dtype), shape)
     return None

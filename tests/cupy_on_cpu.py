@@ -42,6 +42,11 @@ class ndarray(np.ndarray):
     def data(self):  # cupy: ``a.data.ptr`` is the device address
         return _Memory(self)
 
+    @property
+    def __cuda_array_interface__(self):  # what marks an array as a GPU array
+        return {"shape": self.shape, "typestr": self.dtype.str, "version": 3,
+                "data": (self.ctypes.data, False), "strides": self.strides}
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         _no_capture(f"the ufunc {ufunc.__name__}")
         inputs = tuple(np.asarray(x) if isinstance(x, ndarray) else x for x in inputs)

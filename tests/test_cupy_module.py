@@ -278,3 +278,17 @@ def test_gpu_script_checks_run_on_the_cpu(cp, capsys):
     out = capsys.readouterr().out
     assert failures == [], failures
     assert out.count("  ok  ") == 3 * 3 + 2
+
+
+def test_arrays_already_on_the_device_are_taken_as_they_are(cp):
+    """backend="cupy" accepts arrays with __cuda_array_interface__ (cupy.ndarray): no copy
+    from the host; the NumPy backend refuses them with a clear error."""
+    args = elman_args()
+    device = {key: [cp.asarray(v) for v in value] if isinstance(value, list) else
+              cp.asarray(value) for key, value in args.items()}
+    expected = plain_loop(elman_step, **args)
+    for _ in range(2):
+        assert_matches(_host(scanopt.scan(elman_step, backend="cupy", **device)), expected,
+                       rtol=1e-4, atol=1e-5)
+    with pytest.raises(scanopt.ScanTypeError, match="ndarray subclass"):
+        scanopt.scan(elman_step, **device)
