@@ -149,3 +149,14 @@ def test_inner_random_draws_in_the_plain_loops_order():
     expected = plain_loop(inner_random, outputs_info=np.zeros(3),
                           non_sequences=np.random.default_rng(11), n_steps=3)
     np.testing.assert_array_equal(out, expected)
+
+
+def inner_taps(x_t, h):
+    return scanopt.scan(lambda a, b, c: c + a + b, sequences=dict(input=x_t, taps=[-1, 0]),
+                        outputs_info=h)[-1]
+
+
+def test_taps_in_a_nested_scan_are_refused_clearly():
+    with pytest.raises(scanopt.UnsupportedSyntax, match="taps in a scan nested in a step are "
+                                                        "not supported yet"):
+        scanopt.scan(inner_taps, sequences=data((3, 4, 3)), outputs_info=np.zeros(3))

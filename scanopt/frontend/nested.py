@@ -20,7 +20,8 @@ from scanopt.dialects import scan
 from scanopt.dialects.types import aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.numpy_functions import bind_call
-from scanopt.frontend.values import Const, Scope, TupleVal, UntilVal, Value, describe
+from scanopt.frontend.values import (Const, DictVal, Scope, TupleVal, UntilVal, Value,
+                                     describe)
 from scanopt.signature import AVal
 
 # scanopt.scan's parameters in Theano's order, then its keyword-only ones.
@@ -138,8 +139,7 @@ class NestedScans:
         return TupleVal(tuple(results))
 
     def _nested_sequence(self, value: Value, k: int, node, scope: Scope) -> SSAValue:
-        if isinstance(value, Const) and isinstance(value.value, dict) or \
-                type(value).__name__ == "DictVal":
+        if isinstance(value, DictVal):
             raise UnsupportedSyntax("taps in a scan nested in a step are not supported yet",
                                     scope.context.source.loc(node),
                                     hint="Slice the sequence yourself in the inner step.")
