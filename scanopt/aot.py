@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 
 from scanopt.errors import ScanError, ScanValueError
-from scanopt.signature import AVal, RngVal
+from scanopt.signature import AVal, ParameterValueNeeded, RngVal
 from scanopt.symbolic import ArgType, parse_type, sentinels
 
 _RESERVED = ("run", "_array", "_sizes")
@@ -111,7 +111,17 @@ def _build(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *,
     from scanopt.compiler import build_ir
     from scanopt.lowering.numpy_emitter import emit_numpy_module
 
-    built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random, backend=backend)
+    try:
+        built = build_ir(fn, spec, optimize=optimize, exact_random=exact_random,
+                         backend=backend)
+    except ParameterValueNeeded as needed:
+        params = [a.name for a in arguments if a.role == "non-sequence"]
+        names = ", ".join(params[k] for k in sorted(needed.indices))
+        raise ScanValueError(
+            f"the step branches on (or counts with) the value of the non-sequence(s) {names}, "
+            "which a module built from types alone cannot know",
+            hint="Make it a constant of the step (a default argument or a global), or build "
+                 "from arrays with scanopt build SCRIPT.py --call NAME.") from None
     if built.plan.inputs:
         names = ", ".join(f"`{path[-1][1]}`" for path in built.plan.inputs)
         raise ScanValueError(

@@ -29,7 +29,7 @@ import numpy as np
 
 from scanopt import arguments, cache
 from scanopt.errors import ScanError, ScanValueError, SourceLocation
-from scanopt.signature import signature_of
+from scanopt.signature import ParameterValueNeeded, StaticVal, signature_of
 
 _BACKENDS = ("numpy", "cupy")
 
@@ -230,8 +230,8 @@ def _check_theano_options(truncate_gradient, go_backwards, return_list) -> None:
 
 def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, backend,
           exact_random, optimize, keep, strict=False):
-    call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                         backend, keep, strict=strict)
+    call = _prepared(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                     backend, keep, strict=strict)
     if os.environ.get("SCANOPT_DISABLE") == "1":
         from scanopt.reference import reference_scan
 
@@ -325,7 +325,62 @@ def _checked_call(sequences, outputs_info, non_sequences, n_steps, go_backwards,
                  tuple(init_taps))
 
 
+def _prepared(fn, *args, **kwargs) -> _Call:
+    """``_prepare_call``, with the non-sequences ``fn`` is known to branch on by value."""
+    call = _prepare_call(fn, *args, **kwargs)
+    static = _STATIC_PARAMS.get(_static_key(fn)) if callable(fn) else None
+    return _with_static(call, static) if static else call
+
+
+# Per step function (code, file): the Python-scalar non-sequences it branches on or counts with
+# (``if use_bias:``); its loops are compiled for their values (signature.StaticVal).
+_STATIC_PARAMS: dict[tuple, frozenset[int]] = {}
+
+
+def _static_key(fn) -> tuple:
+    code = _code_of(fn)
+    return code, getattr(code, "co_filename", None)
+
+
+def _with_static(call: _Call, indices) -> _Call:
+    """``call`` compiled for the values of the Python-scalar non-sequences at ``indices``."""
+    param_sigs = tuple(
+        StaticVal(_scalar_value(value)) if k in indices and _scalar_value(value) is not None
+        else sig for k, (value, sig) in enumerate(zip(call.non_sequences, call.key[2])))
+    key = (*call.key[:2], param_sigs, *call.key[3:])
+    return _Call(call.sequences, call.inits, call.non_sequences, call.n_steps, key,
+                 call.seq_taps, call.init_taps)
+
+
+def _scalar_value(value):
+    """A Python or NumPy scalar as it is, a 0-d array as its NumPy scalar; else None."""
+    if type(value) in (bool, int, float) or isinstance(value, np.generic):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 0 and type(value) is np.ndarray:
+        return value[()]
+    return None
+
+
+def with_parameter_values(fn, call: _Call, compile_for):
+    """``compile_for(call)``, compiled again for the values of the Python-scalar non-sequences
+    the step branches on when it asks for them (at most once per non-sequence)."""
+    for _ in range(len(call.non_sequences) + 1):
+        try:
+            return compile_for(call)
+        except ParameterValueNeeded as needed:
+            key = _static_key(fn)
+            _STATIC_PARAMS[key] = _STATIC_PARAMS.get(key, frozenset()) | needed.indices
+            call = _with_static(call, _STATIC_PARAMS[key])
+    raise AssertionError("every non-sequence is compiled by value already")
+
+
 def _lookup(fn, call: _Call, *, exact_random: bool, optimize: bool, backend: str = "numpy"):
+    return with_parameter_values(fn, call, lambda call: _lookup_once(
+        fn, call, exact_random=exact_random, optimize=optimize, backend=backend))
+
+
+def _lookup_once(fn, call: _Call, *, exact_random: bool, optimize: bool,
+                 backend: str = "numpy"):
     code = _code_of(fn)
     # Identical functions in two files have equal code objects: the file tells them apart.
     key = (code, getattr(code, "co_filename", None), call.key, bool(exact_random),
@@ -399,12 +454,14 @@ def explain(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=N
     Same arguments as :func:`scan`; ``show_ir=True`` adds the IR after every pass. Always
     compiles afresh (the cache is neither read nor filled)."""
     try:
-        call = _prepare_call(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
-                             backend, keep, strict=strict)
+        call = _prepared(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
+                         backend, keep, strict=strict)
         from scanopt.compiler import explain_loop
 
-        report = explain_loop(fn, _spec(call.key), optimize=optimize, exact_random=exact_random,
-                              show_ir=show_ir, call_site=_call_site(), backend=backend)
+        site = _call_site()
+        report = with_parameter_values(fn, call, lambda call: explain_loop(
+            fn, _spec(call.key), optimize=optimize, exact_random=exact_random, show_ir=show_ir,
+            call_site=site, backend=backend))
     except ScanError as error:
         raise error.with_traceback(None) from None
     return report.replace("[?,", f"[{call.n_steps}×")
@@ -436,9 +493,9 @@ class StepFunction:
         """The generated NumPy module for these arguments' types."""
         opts = self._scan_options(options)
         try:
-            call = _prepare_call(self.fn, sequences, outputs_info, non_sequences, n_steps,
-                                 go_backwards, opts.get("backend", "numpy"),
-                                 opts.get("keep", "all"), strict=opts.get("strict", False))
+            call = _prepared(self.fn, sequences, outputs_info, non_sequences, n_steps,
+                             go_backwards, opts.get("backend", "numpy"),
+                             opts.get("keep", "all"), strict=opts.get("strict", False))
             compiled, _ = _lookup(self.fn, call, exact_random=opts.get("exact_random", False),
                                   optimize=opts.get("optimize", True),
                                   backend=opts.get("backend", "numpy"))

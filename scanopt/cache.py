@@ -75,7 +75,7 @@ import platformdirs
 from scanopt.compiled import CompiledLoop
 from scanopt.frontend.captures import (CapturePlan, code_fingerprint, describe_path, name_of,
                                        source_digest)
-from scanopt.signature import AVal, RngVal
+from scanopt.signature import AVal, RngVal, StaticVal
 
 _FORMAT = 1  # of the index entries; part of the key
 _LOCK_TIMEOUT_S = 600.0
@@ -500,6 +500,8 @@ def _encode_key_part(value: Any) -> Any:
         return ["aval", value.dtype.str, list(value.shape), bool(value.weak)]
     if isinstance(value, RngVal):
         return ["rng"]
+    if isinstance(value, StaticVal):  # a non-sequence the loop is compiled for the value of
+        return ["static", _encode_value(value.value, "a non-sequence")]
     if value is None or type(value) in (bool, int, str):
         return value
     if isinstance(value, (tuple, list)):

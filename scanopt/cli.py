@@ -512,7 +512,20 @@ def _scan_options(value: Any, where: str) -> dict[str, Any]:
 def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
                  call_site: SourceLocation | None, show_ir: bool = False,
                  command: str = "") -> str:
-    from scanopt.api import _prepare_call, _spec
+    from scanopt.api import _prepared, with_parameter_values
+
+    call = _prepared(fn, options.get("sequences"), options.get("outputs_info"),
+                     options.get("non_sequences"), options.get("n_steps"),
+                     options.get("go_backwards", False), options.get("backend", "numpy"),
+                     options.get("keep", "all"))
+    # A step that branches on a scalar non-sequence is compiled for its value (api.py).
+    return with_parameter_values(fn, call, lambda call: _stage_text(
+        fn, call, options, stage, call_site=call_site, show_ir=show_ir, command=command))
+
+
+def _stage_text(fn: Callable, call, options: dict[str, Any], stage: str, *,
+                call_site: SourceLocation | None, show_ir: bool, command: str) -> str:
+    from scanopt.api import _spec
     from scanopt.compiler import build_ir, explain_loop, print_ir
     from scanopt.frontend.builder import build_loop
     from scanopt.lowering.numpy_emitter import emit_numpy_module
@@ -520,10 +533,6 @@ def _build_stage(fn: Callable, options: dict[str, Any], stage: str, *,
     optimize = bool(options.get("optimize", True))
     exact_random = bool(options.get("exact_random", False))
     backend = options.get("backend", "numpy")
-    call = _prepare_call(fn, options.get("sequences"), options.get("outputs_info"),
-                         options.get("non_sequences"), options.get("n_steps"),
-                         options.get("go_backwards", False), options.get("backend", "numpy"),
-                         options.get("keep", "all"))
     spec = _spec(call.key)
     if stage == "scan":
         module = build_loop(fn, spec, call_site=call_site).module

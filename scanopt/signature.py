@@ -46,6 +46,30 @@ class AVal:
         return np.broadcast_to(np.ones((), self.dtype), shape)
 
 
+@dataclass(frozen=True, eq=False)
+class StaticVal:
+    """A scalar non-sequence (a Python or NumPy scalar, a 0-d array) the loop is compiled for
+    the value of: the step branches on it or counts with it (``if use_bias:``, ``range(n)``),
+    which only its value can decide."""
+
+    value: bool | int | float | np.generic
+
+    def aval(self) -> AVal:
+        return signature_of(self.value)
+
+    def _identity(self) -> tuple:  # NaN is NaN here, and 1 is not 1.0 nor True
+        return type(self.value).__name__, repr(self.value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, StaticVal) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def describe(self) -> str:
+        return f"the value {self.value!r}"
+
+
 @dataclass(frozen=True)
 class RngVal:
     """A ``numpy.random.Generator``."""
@@ -92,3 +116,13 @@ def signature_of(value, *, sequence: bool = False):
             shape = (DYNAMIC, *shape[1:])
         return AVal(np.dtype(value.dtype), shape)
     return None
+
+
+class ParameterValueNeeded(Exception):
+    """The step branches on, or counts with, Python-scalar non-sequences (``if use_bias:``):
+    the loop must be compiled for their values. ``indices``: their positions among the
+    non-sequences. scanopt.api compiles again with those values (signature.StaticVal)."""
+
+    def __init__(self, indices: frozenset[int]):
+        super().__init__(sorted(indices))
+        self.indices = indices

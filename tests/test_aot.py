@@ -301,3 +301,16 @@ def test_cupy_module_built_from_types_runs_on_the_cpu_stand_in(tmp_path):
                            rtol=1e-4, atol=1e-5)
         with pytest.raises(ValueError, match="h0 has size 3 in dimension 0, but 2"):
             run(args[0], np.zeros((3, 4), np.float32), *args[2:])
+
+
+def branches(x_t, h, flag):
+    if flag:
+        return h + x_t
+    return h - x_t
+
+
+def test_a_step_that_branches_on_a_non_sequence_cannot_be_built_from_types():
+    with pytest.raises(scanopt.ScanValueError, match="branches on .* the value of the "
+                                                     "non-sequence\\(s\\) flag"):
+        scanopt.build(branches, sequences={"x": "f64[T,3]"}, outputs_info={"h": "f64[3]"},
+                      non_sequences={"flag": "bool[]"})

@@ -264,3 +264,54 @@ def test_weak_and_strong_parameters_compile_separately():
         scanopt.scan(leaky_tanh, outputs_info=h0, non_sequences=[np.float64(0.5)], n_steps=2)
     again = scanopt.scan(leaky_tanh, outputs_info=h0, non_sequences=[0.5], n_steps=2)
     np.testing.assert_array_equal(weak, again)
+
+
+# --- Python scalars the step branches on: compiled for their values ---------------------------
+
+def branches_on_flags(x_t, h, W, use_bias, n_inner, scale):
+    if use_bias and scale > 0:
+        h = h + 1.0
+    for _ in range(n_inner):
+        h = np.tanh(h @ W + x_t) * scale
+    return h if n_inner % 2 == 0 else -h
+
+
+@pytest.mark.parametrize("use_bias, n_inner, scale", [(True, 2, 0.5), (False, 3, 0.5),
+                                                       (True, 0, -0.5), (True, 2, 0.75)])
+def test_a_step_may_branch_on_python_scalar_non_sequences(use_bias, n_inner, scale, optimize):
+    """`if use_bias:` and `range(n_inner)` on non-sequences: the plain loop runs them, so
+    scanopt compiles the loop for their values (and keeps `scale`, used only in arithmetic, a
+    run-time value unless a branch reads it)."""
+    X, h0, W = np.full((4, 3), 0.1), np.zeros(3), np.eye(3) * 0.5
+    check(branches_on_flags, sequences=X, outputs_info=h0,
+          non_sequences=[W, use_bias, n_inner, scale], optimize=optimize)
+
+
+def test_the_same_values_hit_the_cache():
+    X, h0, W = np.full((4, 3), 0.1), np.zeros(3), np.eye(3) * 0.5
+    scanopt.scan(branches_on_flags, X, h0, [W, True, 2, 0.5])
+    before = scanopt.cache_info()["hits"]
+    scanopt.scan(branches_on_flags, X, h0, [W, True, 2, 0.5])
+    assert scanopt.cache_info()["hits"] == before + 1
+
+
+def sign_flip(h, k):
+    if k > 0:
+        return h
+    return -h
+
+
+@pytest.mark.parametrize("k", [np.float64(1.0), np.array(-2.0), np.int32(-1), np.float32(np.nan)],
+                         ids=["np_float64", "0d", "np_int32", "nan"])
+def test_numpy_scalars_and_0d_arrays_are_compiled_for_their_values(k, optimize):
+    check(sign_flip, outputs_info=np.ones(2), non_sequences=[k], n_steps=2, optimize=optimize)
+
+
+def test_branching_on_an_array_is_still_refused():
+    def step(h, k):
+        if k.sum() > 0:
+            return h
+        return -h
+
+    with pytest.raises(scanopt.UnsupportedSyntax, match="`if` on an array value"):
+        scanopt.scan(step, outputs_info=np.ones(2), non_sequences=[np.ones(3)], n_steps=2)

@@ -52,7 +52,7 @@ from scanopt.frontend.outputs import OutputChecker
 from scanopt.frontend.source import FunctionSource, function_source
 from scanopt.frontend.values import (ArityError, Const, DictVal, FunctionContext, PyObject, Scope,
                                      TupleVal, UntilVal, Value, name_value)
-from scanopt.signature import AVal, RngVal
+from scanopt.signature import AVal, RngVal, StaticVal
 
 
 @dataclass
@@ -137,7 +137,9 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
             value = aval if taps == (-1,) else AVal(aval.dtype, aval.shape[1:])
             registers.append((len(carry_types), -min(taps)))
             carry_types.extend([ir_type(value)] * -min(taps))
-        param_types = [ir_type(a) for a in spec.non_sequences]
+        # A non-sequence the loop is compiled for the value of still comes in (and is unused).
+        param_types = [ir_type(a.aval() if isinstance(a, StaticVal) else a)
+                       for a in spec.non_sequences]
         self.block = Block(arg_types=[*slice_types, *carry_types, *param_types])
         self.root_block = self.block
         args = list(self.block.args)
@@ -148,7 +150,8 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
             if register is not None:
                 first, length = register
                 step_args.extend(carry_args[first + length + k] for k in taps)
-        step_args.extend(args[n_slices + n_carries:])
+        step_args.extend(Const(a.value) if isinstance(a, StaticVal) else arg
+                         for a, arg in zip(spec.non_sequences, args[n_slices + n_carries:]))
         if spec.pytree is not None:  # carry_scan: f(carry, x) with the user's structures
             carry_def, x_def = spec.pytree
             step_args = [self._tree_value(carry_def, carry_args, "carry"),

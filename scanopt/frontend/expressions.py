@@ -110,6 +110,7 @@ class ExpressionWalker:
             case ast.If(test=test, body=body, orelse=orelse):
                 cond = self._expr(test, scope)
                 if not isinstance(cond, Const):
+                    self._needs_value(cond)
                     raise UnsupportedSyntax(
                         "`if` on an array value is not supported inside a step function",
                         scope.context.source.loc(test),
@@ -149,6 +150,7 @@ class ExpressionWalker:
             return [Const(k) for k in value.keys]
         if isinstance(value, Const) and isinstance(value.value, (tuple, list, range)):
             return [Const(v) for v in value.value]
+        self._needs_value(value)
         raise UnsupportedSyntax(
             "a `for` loop over an array is not supported inside a step function",
             scope.context.source.loc(iterable),
@@ -248,6 +250,8 @@ class ExpressionWalker:
                         result = (result and v.value) if isinstance(op, ast.And) else \
                             (result or v.value)
                     return Const(result)
+                for v in evaluated:
+                    self._needs_value(v)
                 raise UnsupportedSyntax(
                     f"`{'and' if isinstance(op, ast.And) else 'or'}` on array values is not "
                     "supported", loc,
@@ -255,6 +259,7 @@ class ExpressionWalker:
             case ast.IfExp(test=test, body=body, orelse=orelse):
                 cond = self._expr(test, scope)
                 if not isinstance(cond, Const):
+                    self._needs_value(cond)
                     raise UnsupportedSyntax(
                         "a conditional expression on an array value is not supported inside "
                         "a step function", scope.context.source.loc(test),

@@ -315,6 +315,9 @@ class NumpyCalls:
             return Const(tuple(result) if isinstance(result, range) else result)
         if fn in (tuple, list) and len(args) == 1 and isinstance(args[0], TupleVal):
             return args[0]
+        if fn in (range, min, max):
+            for arg in args:
+                self._needs_value(arg)
         raise UnsupportedSyntax(f"`{fn.__name__}()` on array values is not supported inside a "
                                 "step function", loc,
                                 hint="Use the NumPy function (np.sum, np.max, ...) instead.")

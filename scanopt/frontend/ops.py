@@ -17,7 +17,7 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import (FileLineColLoc, FloatAttr, IntAttr, IntegerAttr, StringAttr,
                                    TensorType, f64, i1, i64)
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from scanopt import symbolic
 from scanopt.dialects import scan
@@ -25,7 +25,7 @@ from scanopt.dialects.types import UnsupportedDtype, aval_of, ir_type
 from scanopt.errors import ScanTypeError, ScanValueError, UnsupportedSyntax
 from scanopt.frontend.values import (Const, PyObject, Scope, TupleVal, Value, describe, is_slice,
                                      is_weak, tuple_items)
-from scanopt.signature import AVal, aval_of_result, is_python_scalar
+from scanopt.signature import AVal, ParameterValueNeeded, aval_of_result, is_python_scalar
 
 # Python's own operators, for elementwise ops on Python scalars only (weak in, weak out).
 _PY_OPERATORS: dict[str, Callable] = {
@@ -150,10 +150,50 @@ class OpBuilder:
             raise ScanTypeError(f"{label} gives dtype {e}, which scanopt does not support",
                                 scope.context.source.loc(node)) from None
 
+    def _needs_value(self, value: Value) -> None:
+        """Where a constant is needed and ``value`` is not one: if it is computed from scalar
+        non-sequences (Python or NumPy scalars, 0-d arrays) only, ask for the loop to be
+        compiled for their values
+        (ParameterValueNeeded); otherwise return, and the caller says what is not supported."""
+        if not isinstance(value, SSAValue) or self.frames:
+            return
+        params = self._weak_parameters_of(value, set())
+        if params:
+            raise ParameterValueNeeded(frozenset(params))
+
+    def _weak_parameters_of(self, value: SSAValue, seen: set) -> set[int] | None:
+        """The non-sequences (positions) ``value`` is computed from, if it is computed from
+        Python-scalar non-sequences and constants alone; else None."""
+        owner = value.owner
+        if isinstance(owner, Block):
+            first_param = len(self.root_block.args) - len(self.spec.non_sequences) - \
+                len(self.capture_types)
+            k = value.index - first_param
+            aval = aval_of(value.type)
+            if owner is self.root_block and 0 <= k < len(self.spec.non_sequences) and \
+                    isinstance(aval, AVal) and aval.shape == () and aval.dtype.kind in "biuf":
+                return {k}  # a scalar non-sequence: Python, NumPy or 0-d
+            return None
+        if isinstance(owner, arith.ConstantOp):
+            return set()
+        if owner in seen:
+            return set()
+        seen.add(owner)
+        if isinstance(owner, scan.RandomOp) or owner.regions:
+            return None
+        found: set[int] = set()
+        for operand in owner.operands:
+            params = self._weak_parameters_of(operand, seen)
+            if params is None:
+                return None
+            found |= params
+        return found
+
     def _const_int(self, value: Value, node, scope: Scope, what: str) -> int:
         if isinstance(value, Const) and isinstance(value.value, (int, np.integer)) and \
                 not isinstance(value.value, bool):
             return int(value.value)
+        self._needs_value(value)
         raise UnsupportedSyntax(f"`{what}` must be a constant integer",
                                 scope.context.source.loc(node))
 
@@ -165,6 +205,7 @@ class OpBuilder:
         if isinstance(value, Const) and isinstance(value.value, (tuple, list)) and all(
                 isinstance(v, (int, np.integer)) for v in value.value):
             return [int(v) for v in value.value]
+        self._needs_value(value)
         raise UnsupportedSyntax(f"`{what}` must be a constant integer or tuple of integers",
                                 scope.context.source.loc(node),
                                 hint="Shapes and axes are fixed when the loop is compiled.")
@@ -172,6 +213,7 @@ class OpBuilder:
     def _const_bool(self, value: Value, node, scope: Scope, what: str) -> bool:
         if isinstance(value, Const) and isinstance(value.value, (bool, int, np.bool_)):
             return bool(value.value)
+        self._needs_value(value)
         raise UnsupportedSyntax(f"`{what}` must be a constant True or False",
                                 scope.context.source.loc(node))
 
@@ -360,5 +402,6 @@ class OpBuilder:
         if isinstance(value, Const) and (isinstance(value.value, (int, np.integer))
                                          or (allow_none and value.value is None)):
             return value.value if value.value is None else int(value.value)
+        self._needs_value(value)
         raise UnsupportedSyntax("this index must be a constant integer",
                                 scope.context.source.loc(node))
