@@ -9,9 +9,12 @@ A failing case that hypothesis prints is therefore a complete reproduction::
     import fuzz_steps, case
     fuzz_steps.check_scan(**case.arguments())
 
+``python tests/fuzz_steps.py N`` runs N cases without stopping at the first failure or shrinking,
+and prints the shortest case of each distinct failure: the way to keep fuzzing past a bug.
+
 What a step may contain is README's "What a step function may contain": a random DAG of the
-supported operations over the step's arguments (0-2 sequences, 1-3 carries, 0-3 non-sequences)
-and its captures (closure variables, module globals), with broadcasting, float32/float64/int/bool
+supported operations over the step's arguments (0-2 sequences, 1-3 carries (rarely none), 0-3
+non-sequences) and its captures (closure variables, module globals), with broadcasting, float32/float64/int/bool
 arrays, Python scalars and NumPy scalars, helper functions (module-level, local ``def``s and
 lambdas, which may close over the step's locals and are called again after a rebinding),
 per-step outputs, tuple/list returns, ``go_backwards``, unequal sequence lengths, ``n_steps``
@@ -27,8 +30,10 @@ keep the plain loop and the compiled loop comparable without filtering away what
   ``1 + b*b`` or ``|b| + 0.5``, ``log``/``sqrt`` of ``|a| + eps`` or ``a*a + eps``. Carries are
   updated to stay within 2 in magnitude, so nothing overflows however many steps run;
 - *stable discontinuities*: comparisons, ``//``, ``%``, casts to int/bool and ``sqrt(|a|)`` only
-  take values that both loops compute bit for bit (inputs and carries, exact transforms of them,
-  one rounding of those, any integer), never a sum or matmul that a pass may regroup.
+  take values that both loops compute bit for bit (inputs, exact transforms of them, one
+  rounding of those, any integer), never a sum or matmul that a pass may regroup. Carries count
+  as inputs: after the first step they may differ in the last bit, which flips a comparison
+  only when a value lies within that bit of the threshold.
 
 Carry updates are cast to the carry's dtype most of the time; otherwise the plain loop may
 refuse the call (a carry whose dtype drifts), and scanopt must then raise ``ScanTypeError``.
@@ -91,6 +96,11 @@ AVOID: dict[str, str] = {
     # C): ScanValueError "returned value #1 is the constant (0.25,), not an array". The
     # switch returns a single such value bare.
     "constant-tuple-return": "test_tuple_return_of_a_captured_constant",
+    # The same per-step output returned twice while a carry's update is a value in scope
+    # returned as it is (``return h, y, y``, or another carry's previous value): an internal
+    # xDSL error "Attempting to delete SSA value that still has uses". The switch returns
+    # each per-step output once in that case.
+    "repeated-output-with-passthrough-carry": "test_repeated_output_with_a_passthrough_carry",
 }
 
 
@@ -1045,9 +1055,10 @@ def carry_update(block: Block, carry: Value) -> str:
 def step_outputs(block: Block, carries, n_per_step):
     """(returned expressions, their Outputs): the carry updates in order, with the per-step
     outputs at random places between them."""
-    updates = []
+    updates, passthrough = [], False
     for carry in carries:
         expr = carry_update(block, carry)
+        passthrough = passthrough or expr.isidentifier()  # a value in scope, returned as it is
         if block.p.chance(70):
             name = f"{carry.src}_new"
             block.lines.append(f"{name} = {expr}")
@@ -1055,9 +1066,13 @@ def step_outputs(block: Block, carries, n_per_step):
         else:
             updates.append(expr)
     per_step = []
+    distinct = passthrough and not enabled("repeated-output-with-passthrough-carry")
     for _ in range(n_per_step):
         v = block.pick(lambda v: v.role == "local") if block.p.chance(85) else None
-        per_step.append(v or block.pick())
+        v = v or block.pick()
+        if distinct and v in per_step:
+            continue
+        per_step.append(v)
     chosen = list(updates)  # carries stay in the order the step receives them
     for value in per_step:
         chosen.insert(block.p.draw(st.integers(0, len(chosen))), value)
@@ -1185,3 +1200,53 @@ def _module(p: Program, inputs: Inputs, step: Block, outputs):
         parts.append("\n".join(f"{g.name} = {g.data}" for g in globals_))
     parts += p.helper_sources + [step_src, arguments]
     return "\n\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Exploring: every failure of many cases, without stopping at the first or shrinking
+# --------------------------------------------------------------------------------------------
+
+def main():
+    """``python tests/fuzz_steps.py [N] [--seed S]``: run N cases (hypothesis's generate phase
+    only) and print, for each distinct failure, how often it occurred and its shortest case."""
+    import argparse
+    import os
+    import re
+    import tempfile
+    from collections import Counter, defaultdict
+    from pathlib import Path
+
+    from hypothesis import HealthCheck, Phase, given, seed, settings
+
+    from conftest import generated_module
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("n", type=int, nargs="?", default=200, help="cases to run")
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args()
+    os.environ.setdefault("SCANOPT_CACHE_DIR", tempfile.mkdtemp(prefix="scanopt-fuzz-cache"))
+    directory = Path(tempfile.mkdtemp(prefix="scanopt-fuzz"))
+    failures, outcomes = defaultdict(list), Counter()
+
+    @seed(options.seed)
+    @settings(max_examples=options.n, phases=[Phase.generate], database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(step_programs(max_statements=12))
+    def explore(source):
+        with generated_module(source, directory, "_fuzz") as module:
+            try:
+                outcomes[check_scan(**module.arguments())] += 1
+            except AssertionError as error:
+                outcomes["failed"] += 1
+                lines = re.sub(r"\d+", "#", re.sub(r"\S+\.py:\d+:\d+", "FILE", str(error)))
+                failures[" | ".join(lines.splitlines()[:2])].append((source, str(error)))
+
+    explore()
+    print(dict(outcomes))
+    for key, cases in sorted(failures.items(), key=lambda item: -len(item[1])):
+        source, message = min(cases, key=lambda case: len(case[0]))
+        print(f"\n{'=' * 100}\n{len(cases)} x {key}\n\n{source}\n{message}")
+
+
+if __name__ == "__main__":
+    main()

@@ -111,3 +111,13 @@ def test_tuple_return_of_a_captured_constant(form):
 
     check_scan(tuple_step if form == "tuple" else list_step, sequences=np.ones((3, 2)),
                outputs_info=[None] if form == "tuple" else [None, None])
+
+
+@pytest.mark.xfail(strict=True, reason="a per-step output returned twice with a carry passed "
+                                       "through crashes a pass (SSA value still has uses)")
+def test_repeated_output_with_a_passthrough_carry():
+    def step(h, previous):
+        y = h * 2.0
+        return y, y, h * 0.5, h      # previous <- h, as it is
+
+    check_scan(step, outputs_info=[None, None, np.ones(1), np.zeros(1)], n_steps=2)
