@@ -162,7 +162,7 @@ def plain_loop_kept(fn, *, keep="all", **kwargs):
             accepted.append(scanopt.ScanValueError)
             reasons.append("no last value of a per-step output after zero steps")
         if accepted:
-            raise PlainLoopRefuses("; ".join(reasons), tuple(accepted))
+            raise PlainLoopRefuses("; ".join(reasons), tuple(dict.fromkeys(accepted)))
     kept = []
     for output, kind, init in zip(outputs, keeps, inits):
         if kind == "all":
