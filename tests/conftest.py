@@ -228,3 +228,16 @@ def generated_module(source, directory, prefix="_hyp_step"):
         yield module
     finally:
         sys.modules.pop(name, None)
+
+# Profiles of the differential fuzzer (tests/test_fuzz.py). "fuzz-fast" runs in the default test
+# run: under a minute on a 2-core machine, and derandomized, so that the default run tests the
+# same cases every time. "fuzz-slow" is for the tests marked slow: new random cases each run,
+# over 5,000 in all.
+try:
+    from hypothesis import settings as _settings
+
+    _settings.register_profile("fuzz-fast", max_examples=500, derandomize=True,
+                               **HYPOTHESIS_SETTINGS)
+    _settings.register_profile("fuzz-slow", max_examples=5000, **HYPOTHESIS_SETTINGS)
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass

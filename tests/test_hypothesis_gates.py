@@ -3,7 +3,8 @@
 Each generated step has K gates ``act_k(x_t @ W_k + h @ U_k + b_k)`` (the shape scan-fuse-matmul,
 scan-fuse-slices and scan-push-out-seq rewrite), combined into the new state; optionally a
 per-step output ``h_new @ W_out`` (scan-sink-outputs) and ``keep="last"`` (scan-save-mem). The
-compiled loop must equal the plain loop, with passes on and off.
+compiled loop must equal the plain loop, with passes on and off (fuzz_steps.check_scan). The
+general fuzzer (test_fuzz.py) rarely builds several gates that share operands: this one does.
 """
 
 import textwrap
@@ -13,8 +14,8 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-import scanopt
-from conftest import HYPOTHESIS_SETTINGS, assert_matches, generated_module, plain_loop
+from conftest import HYPOTHESIS_SETTINGS, generated_module
+from fuzz_steps import check_scan
 
 ACTIVATIONS = {
     "sigmoid": "1 / (1 + np.exp(-({})))",
@@ -65,7 +66,7 @@ def gated_programs(draw):
     )
 
 
-def run_case(case, optimize, directory):
+def run_case(case, directory):
     note(case["source"])
     dt, T, B, D, H, k = (case[n] for n in ("dtype", "T", "B", "D", "H", "k"))
     rng = np.random.default_rng(case["seed"])
@@ -79,29 +80,11 @@ def run_case(case, optimize, directory):
         [normal(H, H, scale=H ** -0.5) for _ in range(k)] + \
         [normal(H, scale=0.3) for _ in range(k)] + [normal(H, 2)]
     outputs_info = inits + ([None] if case["with_output"] else [])
-    n_out = len(outputs_info)
     keep = {"all": "all", "last": "last",
-            "mixed": ["last"] + ["all"] * (n_out - 1)}[case["keep"]]
-    kw = dict(sequences=X, outputs_info=outputs_info, non_sequences=params,
-              go_backwards=case["go_backwards"])
+            "mixed": ["last"] + ["all"] * (len(outputs_info) - 1)}[case["keep"]]
     with generated_module(case["source"], directory, "_hyp_gates") as module:
-        expected = plain_loop(module.step, **kw)
-        expected_list = expected if isinstance(expected, list) else [expected]
-        keeps = [keep] * n_out if isinstance(keep, str) else keep
-        expected_list = [e[-1] if kp == "last" else e for e, kp in zip(expected_list, keeps)]
-        expected = expected_list if len(expected_list) > 1 else expected_list[0]
-        actual = scanopt.scan(module.step, optimize=optimize, keep=keep, **kw)
-        if isinstance(expected, list):
-            assert isinstance(actual, list) and len(actual) == len(expected)
-            for a, e in zip(actual, expected):
-                np.testing.assert_allclose(a, e, rtol=5e-5 if dt == np.float32 else 1e-11,
-                                           atol=1e-5 if dt == np.float32 else 1e-12)
-                assert a.dtype == e.dtype and a.shape == e.shape
-        else:
-            assert_matches(actual, expected)
-
-
-_SETTINGS = HYPOTHESIS_SETTINGS
+        check_scan(module.step, sequences=X, outputs_info=outputs_info, non_sequences=params,
+                   go_backwards=case["go_backwards"], keep=keep)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +92,14 @@ def gen_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("hypothesis_gates")
 
 
-@settings(max_examples=25, **_SETTINGS)
+@settings(max_examples=25, **HYPOTHESIS_SETTINGS)
 @given(case=gated_programs())
-def test_random_gated_recurrences(optimize, gen_dir, case):
-    run_case(case, optimize, gen_dir)
+def test_random_gated_recurrences(gen_dir, case):
+    run_case(case, gen_dir)
 
 
 @pytest.mark.slow
-@settings(max_examples=400, **_SETTINGS)
+@settings(max_examples=400, **HYPOTHESIS_SETTINGS)
 @given(case=gated_programs())
-def test_random_gated_recurrences_many(optimize, gen_dir, case):
-    run_case(case, optimize, gen_dir)
+def test_random_gated_recurrences_many(gen_dir, case):
+    run_case(case, gen_dir)
