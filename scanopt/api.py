@@ -105,7 +105,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             for k, v in enumerate(out):
                 history[k].append(v)
                 if state[k] is not None:          # None in outputs_info: not fed back
-                    state[k] = v
+                    state[k] = np.asarray(v)  # fed back as an array
         return [np.stack(h) for h in history]     # one array if fn returns one value
 
     ``fn`` is compiled once per function and argument types (dtypes and shapes; the sequence

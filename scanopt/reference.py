@@ -50,7 +50,7 @@ def reference_scan(fn, call, keep="all") -> list:
         for k, value in enumerate(out):
             history[k].append(value)
             if k < len(past) and past[k] is not None:
-                past[k] = [*past[k][1:], value]
+                past[k] = [*past[k][1:], np.asarray(value)]  # fed back as an array
         if condition is not None and condition:
             break
     if history is None:

@@ -97,7 +97,7 @@ def plain_loop(fn, sequences=None, outputs_info=None, non_sequences=None, n_step
                     raise TypeError(
                         f"output {k}: step returns {va.dtype}{list(va.shape)} for a carry whose "
                         f"initial state is {init.dtype}{list(init.shape)}")
-                state[k] = v
+                state[k] = np.asarray(v)  # fed back as an array (docs/semantics.md)
     return _pack([np.stack(h) for h in history])
 
 

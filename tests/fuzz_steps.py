@@ -66,43 +66,6 @@ from conftest import _probe_outputs, as_list, assert_matches, plain_loop
 #: statement kinds can be switched off the same way when a new bug needs working around:
 #: "module-helper", "local-def", "lambda", "rebind", "keyword-argument", "astype-string".
 AVOID: dict[str, str] = {
-    # keep="last" of a per-step output that is a Python scalar (a Python-scalar non-sequence
-    # returned, or Python arithmetic on one): the optimised loop indexes [-1] into the last
-    # value instead of the history and crashes with IndexError.
-    "python-scalar-output-kept-last": "test_python_scalar_per_step_output_kept_last",
-    # A reduction with axis=0 on a 0-d value (the slice of a 1-D sequence; NumPy accepts
-    # axis 0 or -1 there): pushed out of the loop it reduces the sequence over axis 1 instead,
-    # AxisError. The generator reaches it by calling a helper written for a vector on a scalar.
-    "reduce-axis-on-0d": "test_reduction_with_axis_on_a_scalar_sequence_slice",
-    # np.stack of Python scalars that are constants (literals, captured globals or closure
-    # variables): UnsupportedSyntax "np.stack needs a tuple or list of arrays". The switch
-    # avoids stacking only Python scalars.
-    "stack-python-scalars": "test_stack_of_constant_python_scalars",
-    # np.reshape of a Python scalar (non-sequence, global or literal): an internal xDSL
-    # VerifyException "f64 should be of base attribute tensor".
-    "reshape-python-scalar": "test_reshape_of_a_python_scalar",
-    # A per-step output computed from the transpose of a loop-invariant 0-d value
-    # (``p.T``, ``np.transpose(p)`` of a NumPy scalar or 0-d array): keep="all" crashes with
-    # "setting an array element with a sequence", keep="last" returns shape (1,), not ().
-    "transpose-0d": "test_per_step_output_from_the_transpose_of_a_scalar",
-    # A temporary used directly and through its transpose in one operation (``b @ b.T``): the
-    # buffer plan frees its buffer twice, so two later temporaries share it and one
-    # overwrites the other (wrong values). The switch avoids the ``a @ a.T`` form.
-    "gram-matmul": "test_temporary_used_with_its_own_transpose",
-    # A carry updated to a Python scalar: the plain loop passes that Python scalar (weak) to
-    # the next step, scanopt a 0-d array of the carry's dtype (strong), so ``x_f32 * h``
-    # is float32 from the second step in the plain loop and float64 in scanopt (and
-    # ``h.dtype`` fails in the plain loop only). The switch makes the update a NumPy value.
-    "python-scalar-carry-update": "test_carry_updated_to_a_python_scalar",
-    # A tuple or list return of Python-scalar constants only (``return C,`` with a captured
-    # C): ScanValueError "returned value #1 is the constant (0.25,), not an array". The
-    # switch returns a single such value bare.
-    "constant-tuple-return": "test_tuple_return_of_a_captured_constant",
-    # The same per-step output returned twice while a carry's update is a value in scope
-    # returned as it is (``return h, y, y``, or another carry's previous value): an internal
-    # xDSL error "Attempting to delete SSA value that still has uses". The switch returns
-    # each per-step output once in that case.
-    "repeated-output-with-passthrough-carry": "test_repeated_output_with_a_passthrough_carry",
 }
 
 

@@ -86,7 +86,7 @@ def theano_scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_ste
         for k, value in enumerate(out):
             history[k].append(value)
             if k < len(past) and past[k] is not None:
-                past[k] = [*past[k][1:], value]
+                past[k] = [*past[k][1:], np.asarray(value)]  # fed back as an array
         if condition is not None and condition:
             break
     if history is None:  # zero steps: the shapes come from one call on stand-in slices

@@ -246,8 +246,10 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
                 k = position[u]
                 value = loop.outs[k]
                 if keep[u] == "last":
-                    last = scan.LastOp(value, inits[k] if k < n_carries else None,
-                                       yielded[k].type)
+                    # (a Python scalar output comes back as np.stack of them gives it: an array)
+                    last_type = yielded[k].type if isinstance(yielded[k].type, TensorType) \
+                        else TensorType(yielded[k].type, [])
+                    last = scan.LastOp(value, inits[k] if k < n_carries else None, last_type)
                     last.results[0].name_hint = (value.name_hint or "out")[:-1] + "_last" \
                         if value.name_hint else "last"
                     value = last.result
@@ -322,6 +324,8 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
         or ``(h, c_), until(c)``."""
         if isinstance(result, UntilVal):
             return [], result.condition
+        if isinstance(result, Const) and isinstance(result.value, (tuple, list)):
+            result = TupleVal(tuple(Const(v) for v in result.value))  # `return C, 2 * C`
         items = list(result.items) if isinstance(result, TupleVal) else [result]
         until = None
         if items and isinstance(items[-1], UntilVal):

@@ -184,6 +184,8 @@ class NumpyCalls:
     def _np_join(self, name: str, bound, node, scope: Scope) -> Value:
         """``np.concatenate`` and ``np.stack``."""
         arrays = bound["arrays"]
+        if isinstance(arrays, Const) and isinstance(arrays.value, (tuple, list)):
+            arrays = TupleVal(tuple(Const(v) for v in arrays.value))  # constants: [0.5, 1.5]
         if not isinstance(arrays, TupleVal):
             raise UnsupportedSyntax(f"np.{name} needs a tuple or list of arrays",
                                     scope.context.source.loc(node))

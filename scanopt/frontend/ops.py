@@ -316,13 +316,21 @@ class OpBuilder:
             lambda: fn(aval_of(x.type).dummy(), axis=axis_arg, keepdims=keep), node, scope,
             f"np.{kind}")
         ndim = aval_of(x.type).ndim
-        normalized = None if axes is None else [a % ndim if ndim else a for a in axes]
+        # On a 0-d value NumPy accepts axis 0 or -1 and reduces nothing: no axis (all of it).
+        normalized = None if axes is None or ndim == 0 else [a % ndim for a in axes]
         return self._emit(scan.ReduceOp(kind, x, normalized, keep, result_type), node, scope)
 
-    def _transpose(self, x: SSAValue, axes, node, scope: Scope) -> SSAValue:
+    def _as_array(self, x: SSAValue, node, scope: Scope) -> SSAValue:
+        """A Python scalar as NumPy makes it when a function takes it as an array (a strong
+        0-d array of its default dtype); anything else as it is."""
         aval = aval_of(x.type)
-        if not isinstance(x.type, TensorType):
-            return x
+        if isinstance(aval, AVal) and aval.weak:
+            return self._emit(scan.CastOp(x, ir_type(AVal(aval.dtype, ()))), node, scope)
+        return x
+
+    def _transpose(self, x: SSAValue, axes, node, scope: Scope) -> SSAValue:
+        x = self._as_array(x, node, scope)
+        aval = aval_of(x.type)
         perm = list(range(aval.ndim))[::-1] if axes is None else list(axes)
         result_type = self._infer(lambda: np.transpose(aval.dummy(), perm), node, scope,
                                   "transpose")
@@ -330,6 +338,7 @@ class OpBuilder:
         return self._emit(scan.TransposeOp(x, perm, result_type), node, scope)
 
     def _reshape(self, x: SSAValue, shape, node, scope: Scope) -> SSAValue:
+        x = self._as_array(x, node, scope)
         result_type = self._infer(lambda: np.reshape(aval_of(x.type).dummy(), tuple(shape)),
                                   node, scope, "reshape")
         return self._emit(scan.ReshapeOp(x, result_type), node, scope)

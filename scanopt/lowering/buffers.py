@@ -280,8 +280,8 @@ class _Planner:
 
     def _release_dead_operands(self, k: int, op: Operation, result: SSAValue) -> None:
         target = self.plan.targets.get(op)
-        for operand in set(op.operands):
-            root = self._root(operand)
+        # Each buffer once: `b @ b.T` reads b directly and through a view of it.
+        for root in dict.fromkeys(self._root(operand) for operand in op.operands):
             if self.last_use.get(root) != k or root in self.yielded:
                 continue
             storage = self.storage.get(root)

@@ -66,7 +66,9 @@ def hoist_invariants(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
                 outer[o] = copy.results[0]
         clone = op.clone(value_mapper=dict(outer))
         if isinstance(clone, scan.TransposeOp):
-            if not exact:  # copied once, so that every step's matmul reads it in memory order
+            if not exact and len(clone.perm.get_values()) >= 2:
+                # copied once, so that every step's matmul reads it in memory order (a 0-d or
+                # 1-d transpose is the array itself: np.ascontiguousarray would make 0-d 1-d)
                 clone.attributes["contiguous"] = UnitAttr()
             source = clone.operands[0].name_hint
             if op.results[0].name_hint is None and source:

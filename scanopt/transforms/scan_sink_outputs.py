@@ -90,6 +90,8 @@ def sink_outputs(loop: scan.LoopOp, exact: bool = False) -> scan.LoopOp:
         if k in last or histories.get(y) is not loop.outs[k] or list(y.uses) != [
                 u for u in y.uses if u.operation is yield_op]:
             continue
+        if sum(1 for v in yield_op.values if v is y) > 1:
+            continue  # returned twice (`return y, y`): it stays in the loop for both
         ops: list[Operation] = []
         histories.pop(y)
         found = _subtree(y, loop, histories, params, ops)
