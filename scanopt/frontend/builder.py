@@ -236,8 +236,8 @@ class _StepBuilder(ExpressionWalker, NameResolver, NumpyCalls, GeneratorCalls, N
             loop.properties.update(properties)
             for k, (res, value) in enumerate(zip(loop.outs, yielded)):
                 hint = carry_args[k].name_hint if k < n_carries else value.name_hint
-                if hint and k < n_carries and _register_length(registers, k) > 1:
-                    hint = tap_base_name(hint)  # x_tm1 → xs: the history of x
+                if hint and k < n_carries:
+                    hint = tap_base_name(hint)  # y_tm1 → ys: the history of y
                 if hint:
                     res.name_hint = hint + ("_last" if k in internal else "s")
             # The function returns the histories in the order the step returns its values.
