@@ -61,6 +61,13 @@ def lstm_step(x_t, h, c, W_i, W_f, W_o, W_c, U_i, U_f, U_o, U_c, b_i, b_f, b_o, 
     return h, c
 
 
+def gru_step(x_t, h, W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h):
+    z = sigmoid(x_t @ W_z + h @ U_z + b_z)
+    r = sigmoid(x_t @ W_r + h @ U_r + b_r)
+    h_tilde = np.tanh(x_t @ W_h + (r * h) @ U_h + b_h)
+    return (1 - z) * h + z * h_tilde
+
+
 def elman_step(x_t, h, W, U, b):
     return np.tanh(x_t @ W + h @ U + b)
 
@@ -89,6 +96,15 @@ def lstm_data(T, B, n_in, n_hidden):
     Us = [_normal(rng, (n_hidden, n_hidden), n_hidden ** -0.5) for _ in range(4)]  # i, f, o, c
     bs = [_normal(rng, (n_hidden,), 0.1) for _ in range(4)]                        # i, f, o, c
     return dict(X=X, h0=h0, c0=c0, params=Ws + Us + bs)
+
+
+def gru_data(T, B, n_in, n_hidden):
+    rng = np.random.default_rng(0)
+    Ws = [_normal(rng, (n_in, n_hidden), n_in ** -0.5) for _ in range(3)]          # z, r, h
+    Us = [_normal(rng, (n_hidden, n_hidden), n_hidden ** -0.5) for _ in range(3)]  # z, r, h
+    bs = [_normal(rng, (n_hidden,), 0.1) for _ in range(3)]                        # z, r, h
+    return dict(X=_normal(rng, (T, B, n_in)), h0=np.zeros((B, n_hidden), F32),
+                params=Ws + Us + bs)
 
 
 def elman_data(T, B, n_in, n_hidden):
@@ -123,6 +139,17 @@ def plain_lstm(d):
             hs.append(h)
             cs.append(c)
         return np.stack(hs), np.stack(cs)
+    return run
+
+
+def plain_gru(d):
+    def run():
+        h = d["h0"]
+        hs = []
+        for x_t in d["X"]:
+            h = gru_step(x_t, h, *d["params"])
+            hs.append(h)
+        return np.stack(hs)
     return run
 
 
@@ -165,10 +192,16 @@ def load_scanopt():
     return scanopt, None
 
 
-def scanopt_lstm(d):
+def require_scanopt():
+    """The scanopt module, or ImportError saying why not (the benchmark skips the row)."""
     scanopt, why = load_scanopt()
     if scanopt is None:
         raise ImportError(why)
+    return scanopt
+
+
+def scanopt_lstm(d):
+    scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(lstm_step, sequences=d["X"], outputs_info=[d["h0"], d["c0"]],
@@ -176,10 +209,17 @@ def scanopt_lstm(d):
     return run
 
 
+def scanopt_gru(d):
+    scanopt = require_scanopt()
+
+    def run():
+        return scanopt.scan(gru_step, sequences=d["X"], outputs_info=d["h0"],
+                            non_sequences=d["params"], backend="numpy")
+    return run
+
+
 def scanopt_elman(d):
-    scanopt, why = load_scanopt()
-    if scanopt is None:
-        raise ImportError(why)
+    scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(elman_step, sequences=d["X"], outputs_info=d["h0"],
@@ -188,9 +228,7 @@ def scanopt_elman(d):
 
 
 def scanopt_gibbs(d, keep_all, exact_random=False):
-    scanopt, why = load_scanopt()
-    if scanopt is None:
-        raise ImportError(why)
+    scanopt = require_scanopt()
 
     def call(**extra):
         rng = np.random.default_rng(SEED)
@@ -268,6 +306,43 @@ def hand_lstm(d):
             h_new *= o
             h, c = h_new, c_new
         return hs, cs
+    return run
+
+
+def hand_gru(d):
+    X, h0 = d["X"], d["h0"]
+    T, B, n_in = X.shape
+    H = h0.shape[1]
+    W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h = d["params"]
+    xw = np.empty((T * B, 3 * H), F32)      # x_t @ W_all + b_all for every step
+    zr = np.empty((B, 2 * H), F32)          # [z | r] of one step
+    rh = np.empty((B, H), F32)
+    hh = np.empty((B, H), F32)
+
+    def run():
+        W_all = np.concatenate([W_z, W_r, W_h], axis=1)
+        U_zr = np.concatenate([U_z, U_r], axis=1)
+        b_all = np.concatenate([b_z, b_r, b_h])
+        np.matmul(X.reshape(T * B, n_in), W_all, out=xw)
+        np.add(xw, b_all, out=xw)
+        xw_t = xw.reshape(T, B, 3 * H)
+        hs = np.empty((T, B, H), F32)
+        h = h0
+        z, r = zr[:, :H], zr[:, H:]
+        for t in range(T):
+            np.matmul(h, U_zr, out=zr)
+            np.add(zr, xw_t[t, :, :2 * H], out=zr)
+            sigmoid_inplace(zr)
+            np.multiply(r, h, out=rh)
+            np.matmul(rh, U_h, out=hh)
+            np.add(hh, xw_t[t, :, 2 * H:], out=hh)
+            np.tanh(hh, out=hh)
+            h_new = hs[t]                    # (1 - z) * h + z * hh = h + z * (hh - h)
+            np.subtract(hh, h, out=hh)
+            np.multiply(z, hh, out=hh)
+            np.add(h, hh, out=h_new)
+            h = h_new
+        return hs
     return run
 
 
@@ -364,6 +439,26 @@ def pytensor_lstm(d):
     return lambda: tuple(f(*args))
 
 
+def _gru_cell(x_t, h, params, sigmoid_fn, tanh_fn):
+    W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h = params
+    z = sigmoid_fn(x_t @ W_z + h @ U_z + b_z)
+    r = sigmoid_fn(x_t @ W_r + h @ U_r + b_r)
+    h_tilde = tanh_fn(x_t @ W_h + (r * h) @ U_h + b_h)
+    return (1 - z) * h + z * h_tilde
+
+
+def pytensor_gru(d):
+    pytensor, pt = _pytensor()
+    X = pt.tensor3("X", dtype="float32")
+    h0 = pt.matrix("h0", dtype="float32")
+    params = [pt.matrix(f"W{k}", dtype="float32") for k in range(6)]
+    params += [pt.vector(f"b{k}", dtype="float32") for k in range(3)]
+    hs, _ = pytensor.scan(lambda x_t, h, *p: _gru_cell(x_t, h, p, pt.sigmoid, pt.tanh),
+                          sequences=X, outputs_info=h0, non_sequences=params)
+    f = pytensor.function([X, h0, *params], hs)
+    return lambda: f(d["X"], d["h0"], *d["params"])
+
+
 def pytensor_elman(d):
     pytensor, pt = _pytensor()
     X = pt.tensor3("X", dtype="float32")
@@ -410,6 +505,21 @@ def jax_lstm(d):
         return jax.lax.scan(step, (h0, c0), X)[1]
 
     args = jax.device_put((d["X"], d["h0"], d["c0"], d["params"]))
+    return lambda: jax.block_until_ready(f(*args))
+
+
+def jax_gru(d):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def f(X, h0, params):
+        def step(h, x_t):
+            h = _gru_cell(x_t, h, params, jax.nn.sigmoid, jnp.tanh)
+            return h, h
+        return jax.lax.scan(step, h0, X)[1]
+
+    args = jax.device_put((d["X"], d["h0"], d["params"]))
     return lambda: jax.block_until_ready(f(*args))
 
 
@@ -518,6 +628,11 @@ def workloads():
         "lstm-t50-b64-i256-h512": lstm(50, 64, 256, 512),
         "gibbs-vector-n1000": gibbs(None, 1000, keep_all=True),
         "gibbs-batch64-n200": gibbs(64, 200, keep_all=False),
+        "gru-t100-b16-h128": ("GRU unmerged T100 B16 I128 H128 float32",
+                              lambda: gru_data(100, 16, 128, 128),
+                              [(PLAIN, plain_gru, check_close), (SCANOPT, scanopt_gru, check_close),
+                               (HAND, hand_gru, check_close), (PYTENSOR, pytensor_gru, check_close),
+                               (JAX, jax_gru, check_close)]),
         "elman-t100-b16-h128": ("Elman RNN T100 B16 H128 float32",
                                 lambda: elman_data(100, 16, 128, 128),
                                 [(PLAIN, plain_elman, check_close),
