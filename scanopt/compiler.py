@@ -22,8 +22,8 @@ from scanopt.compiled import CompiledLoop
 from scanopt.errors import SourceLocation
 from scanopt.frontend.builder import StepSpec, build_loop
 from scanopt.lowering.numpy_emitter import emit_numpy_module
-from scanopt.transforms import (EXACT_PIPELINE, FAST_RANDOM, FUSE_REGIONS, PIPELINE, remarks,
-                                run_pipeline)
+from scanopt.transforms import (EXACT_PIPELINE, FAST_RANDOM, FUSE_REGIONS, NUMPY_PIPELINE,
+                                PIPELINE, remarks, run_pipeline)
 
 
 CUPY_PREDRAW_STEP_BYTES = 64 * 2**20  # per step: anything that fits a 64 MiB chunk
@@ -39,7 +39,7 @@ def passes_for(*, optimize: bool = True, exact_random: bool = False,
         fast_random = tuple(f"scan-fast-random{{max-step-bytes={CUPY_PREDRAW_STEP_BYTES}}}"
                             if p == "scan-fast-random" else p for p in FAST_RANDOM)
         return (EXACT_PIPELINE if exact_random else PIPELINE + fast_random) + FUSE_REGIONS
-    return EXACT_PIPELINE if exact_random else PIPELINE + FAST_RANDOM
+    return EXACT_PIPELINE if exact_random else NUMPY_PIPELINE + FAST_RANDOM
 
 
 def build_ir(fn, spec: StepSpec, *, optimize: bool = True, exact_random: bool = False,
