@@ -41,6 +41,8 @@ _PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
 _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
+# ufuncs whose output must be passed as out= (NumPy 2 deprecates a third positional argument)
+_KEYWORD_OUT = frozenset({"maximum", "minimum"})
 # Names the generated module looks up globally: numpy, the builtins it calls, and the helpers of
 # the first function (later functions' helpers take suffixed names). No function and no variable
 # may take one of them, nor one of the generated function's own variables.
@@ -53,6 +55,28 @@ PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 _SYMBOLS: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("symbols", default={})
 UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
 UNTIL_FIRST_CHUNK = 16  # and it pre-draws random numbers for this many steps first
+# OpenBLAS (NumPy's BLAS) runs a GEMM of at most 100**3 multiply-adds with its small-matrix
+# kernel on AVX-512 machines, unpacked and single-threaded; above that it packs the operands,
+# which for a step's few rows costs more than the arithmetic (16x128 @ 128x512: 20 us as one
+# GEMM, 12 us as two of 256 columns, on the development machine).
+BLAS_SMALL_MNK = 1_000_000
+# Measured with 1 and 2 threads: 1.2-3x faster for up to 16 rows, mixed for 32, slower for
+# 64; within 7% either way with OpenBLAS's Haswell kernel (AVX2 machines), which has no
+# small-matrix kernel.
+MATMUL_MAX_ROWS = 16
+
+
+def matmul_blocks(m: int, k: int, n: int) -> int:
+    """Into how many column blocks a step's ``(m, k) @ (k, n)`` is split: 1 (no split) unless
+    the product is above the small-matrix limit and 2 to 4 blocks of a multiple of 16 columns
+    bring each under it."""
+    if m > MATMUL_MAX_ROWS or m * k * n <= BLAS_SMALL_MNK:
+        return 1
+    for blocks in (2, 3, 4):
+        width, rest = divmod(n, blocks)
+        if not rest and width % 16 == 0 and m * k * width <= BLAS_SMALL_MNK:
+            return blocks
+    return 1
 
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False,
@@ -187,6 +211,8 @@ class _FunctionEmitter:
         self.plan = BufferPlan()
         self.needs_grow_helper = False
         self.index_name = "t"  # the step index of the loop being emitted (t_1 in a nested one)
+        # statements the planned loop's body makes once, before the loop (None outside it)
+        self.hoisted: list[ast.stmt] | None = None
         self.histories: list[str | None] = []
         # Built ahead of time with symbolic dimensions: name → the sentinel size standing for it.
         symbols = function.attributes.get(SYMBOLS)
@@ -351,6 +377,11 @@ class _FunctionEmitter:
             return []
         expr = self._expression(op)
         result = op.results[0]
+        if op in self.plan.fixed_views and self.hoisted is not None:
+            # A view of a workspace array: the same array every step, made before the loop.
+            target = self.namer.name(result, _default_name(op))
+            self.hoisted.append(ast.Assign([ast.Name(target, ast.Store())], expr))
+            return []
         if self._inlinable(op):
             self.inline[result] = expr
             return []
@@ -381,14 +412,64 @@ class _FunctionEmitter:
             name = target.buffer
             self.namer.names[result] = name
         destination = ast.Name(name, ast.Load())
+        blocks = self._matmul_in_blocks(op, destination, fixed=target.kind == "buffer")
+        if blocks is not None:
+            out.extend(blocks)
+            return out
         out.append(ast.Expr(self._out_call(op, destination)))
         return out
+
+    def _matmul_in_blocks(self, op: Operation, destination: ast.Name,
+                          fixed: bool) -> list[ast.stmt] | None:
+        """A step's ``h @ U`` (``U`` invariant) as column blocks small enough for the BLAS's
+        small-matrix kernel, when one GEMM would be just above its limit (``matmul_blocks``);
+        the blocks of ``U``, and of the output when it is a workspace array, are views made
+        before the loop. None: one call."""
+        if self.hoisted is None or self.symbols or not isinstance(op, scan.MatmulOp):
+            return None
+        loop = op.parent_op()
+        lhs, rhs = aval_of(op.lhs.type).shape, aval_of(op.rhs.type).shape
+        if len(lhs) != 2 or len(rhs) != 2 or not isinstance(loop, scan.LoopOp) or \
+                op.rhs not in loop.param_args:
+            return None
+        blocks = matmul_blocks(lhs[0], lhs[1], rhs[1])
+        if blocks == 1:
+            return None
+        width = rhs[1] // blocks
+        rhs_name = self._use(op.rhs)
+        assert isinstance(rhs_name, ast.Name)
+        statements: list[ast.stmt] = [_comment(
+            f"{rhs_name.id} in {blocks} blocks of {width} columns: {lhs[0]}x{lhs[1]}x{width} "
+            "products fit the BLAS's small-matrix kernel")]
+        for j in range(blocks):
+            columns = ast.Tuple([ast.Slice(), ast.Slice(ast.Constant(j * width),
+                                                        ast.Constant((j + 1) * width))],
+                                ast.Load())
+            rhs_block = self.namer.fresh(f"{rhs_name.id}_{j}")
+            self.hoisted.append(ast.Assign([ast.Name(rhs_block, ast.Store())],
+                                           ast.Subscript(rhs_name, columns, ast.Load())))
+            out_block: ast.expr = ast.Subscript(destination, columns, ast.Load())
+            if fixed:
+                name = self.namer.fresh(f"{destination.id}_{j}")
+                self.hoisted.append(ast.Assign([ast.Name(name, ast.Store())], out_block))
+                out_block = ast.Name(name, ast.Load())
+            statements.append(ast.Expr(self._ufunc_call(
+                "matmul", [self._use(op.lhs), ast.Name(rhs_block, ast.Load())], out_block)))
+        return statements
+
+    def _ufunc_call(self, name: str, operands: list[ast.expr], destination: ast.expr) -> ast.Call:
+        """``np.name(*operands, out=destination)``; in the step loop the output is passed as the
+        last positional argument, which NumPy parses faster than the keyword (about 0.1 us a
+        call, a few percent of a small cell's step)."""
+        if self.hoisted is not None and name not in _KEYWORD_OUT:
+            return _np_call(name, [*operands, destination])
+        return _np_call(name, operands, out=destination)
 
     def _out_call(self, op: Operation, destination: ast.expr) -> ast.expr:
         operands = [self._use(v) for v in op.operands]
         if isinstance(op, scan.ElementwiseOp):
             name = {"true_divide": "divide"}.get(op.NUMPY_NAME, op.NUMPY_NAME)
-            return _np_call(name, operands, out=destination)
+            return self._ufunc_call(name, operands, destination)
         if isinstance(op, scan.MatmulOp):
             lhs_shape = aval_of(op.lhs.type).shape
             if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
@@ -398,7 +479,7 @@ class _FunctionEmitter:
                                     [_int_literal(-1),
                                      _dim_expr(aval_of(op.result.type).shape[-1])], [])
                 return _np_call("matmul", [rows, operands[1]], out=flat_out)
-            return _np_call("matmul", operands, out=destination)
+            return self._ufunc_call("matmul", operands, destination)
         if isinstance(op, scan.ReduceOp | scan.ConcatOp | scan.StackOp | scan.ClipOp):
             call = self._expression(op)
             assert isinstance(call, ast.Call)
@@ -535,10 +616,22 @@ class _FunctionEmitter:
                 position = ast.BinOp(position, ast.Add(), ast.Constant(offset))
             inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
                                     ast.Subscript(self._use(seq), position, ast.Load())))
-        for op in body.ops:
-            if op is yield_op:
-                continue
-            inner.extend(self._op(op))
+        # Only the planned loop hoists (a nested loop's body is emitted as it is).
+        outer_hoisted, self.hoisted = self.hoisted, [] if planned else None
+        try:
+            for op in body.ops:
+                if op is yield_op:
+                    continue
+                inner.extend(self._op(op))
+            hoisted = self.hoisted or []
+        finally:
+            self.hoisted = outer_hoisted
+        if hoisted:
+            out.append(_comment("Views of the weights and of the step's workspace arrays, made "
+                                "once."))
+            out.extend(hoisted)
+        if planned and any(op in self.plan.targets for op in body.ops):
+            out.append(_comment("In the loop, each NumPy call's last argument is its out= array."))
         yielded = [self._use(v) for v in yield_op.values]
         for k, (name, value) in enumerate(zip(histories, yielded)):
             if k in in_history:
