@@ -53,7 +53,6 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, TensorType, f32, f64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
 
 from scanopt.dialects import scan
 from scanopt.transforms.loop_utils import copy_loc, erase_ops, insert_before, loops_in
