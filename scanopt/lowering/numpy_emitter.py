@@ -81,7 +81,8 @@ def matmul_blocks(m: int, k: int, n: int) -> int:
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False,
                       reserved: Iterable[str] = (),
-                      extra: Callable[[list[str]], list[ast.stmt]] | None = None) -> str:
+                      extra: Callable[[list[str]], list[ast.stmt]] | None = None,
+                      numba: list[str] | None = None) -> str:
     """The source text of a module defining one function per ``func.func`` in ``module``.
 
     With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
@@ -93,6 +94,10 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
 
     ``reserved``: more module-level names no function may take; ``extra(function_names)``: more
     statements for the end of the module (an ahead-of-time build's ``run``).
+
+    ``numba`` (a list): loops that ``numba_emitter.lower_loop`` accepts run as one function
+    compiled by numba (``backend="numba"``); why each other loop stays NumPy code is appended
+    to the list.
     """
     body: list[ast.stmt] = []
     if header:
@@ -101,7 +106,7 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
     module_names = _Namer((*_GLOBALS, _WORKSPACE, _SPARE))
     reserved = set(reserved)
     functions = [op for op in module.ops if isinstance(op, func.FuncOp)]
-    needs_grow_helper = False
+    needs_grow_helper = needs_numba = False
     for k, op in enumerate(functions):
         helpers = (_WORKSPACE, _SPARE) if k == 0 else \
             (module_names.fresh(_WORKSPACE), module_names.fresh(_SPARE))
@@ -114,12 +119,18 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
         if name != op.sym_name.data:
             op.sym_name = StringAttr(name)
         emitter = _FunctionEmitter(op, buffers=buffers, helpers=helpers,
-                                   taken=module_names.taken)
+                                   taken=module_names.taken,
+                                   numba=(module_names, numba) if numba is not None else None)
         body.extend(emitter.emit())
         needs_grow_helper |= emitter.needs_grow_helper
+        needs_numba |= emitter.compiled_loops
+    after_import = body.index(next(s for s in body if isinstance(s, ast.Import))) + 1
     if needs_grow_helper:
-        body[body.index(next(s for s in body if isinstance(s, ast.Import))) + 1:0] = \
-            _grown_helper()
+        body[after_import:after_import] = _grown_helper()
+    if needs_numba:
+        from scanopt.lowering.numba_emitter import helpers as numba_helpers
+
+        body[after_import:after_import] = numba_helpers()
     if extra is not None:
         body.extend(extra([op.sym_name.data for op in functions]))
     tree = ast.Module(body=body, type_ignores=[])
@@ -149,8 +160,9 @@ def _render(tree: ast.Module) -> str:
             comment = node.value.value[len(_COMMENT_MARKER):]
             lines[node.lineno - 1] = f"{' ' * node.col_offset}# {comment}"
     for node in reparsed.body[1:]:
-        if isinstance(node, ast.Import | ast.FunctionDef) and lines[node.lineno - 2] != "":
-            blank_before.add(node.lineno - 1)
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        if isinstance(node, ast.Import | ast.FunctionDef) and lines[first - 2] != "":
+            blank_before.add(first - 1)
     out: list[str] = []
     for k, line in enumerate(lines):
         if k in blank_before:
@@ -200,8 +212,14 @@ class _Namer:
 
 class _FunctionEmitter:
     def __init__(self, function: func.FuncOp, buffers: bool = False,
-                 helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = ()):
+                 helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = (),
+                 numba: tuple[_Namer, list[str]] | None = None):
         self.function = function
+        # backend="numba": the module's namer (for the compiled functions' names) and the list
+        # of reasons why a loop stays NumPy code; the loops compiled, by loop op
+        self.numba = numba
+        self.compiled: dict[scan.LoopOp, object] = {}
+        self.compiled_loops = False
         self.workspace, self.spare = helpers  # the names of this function's workspace helpers
         # Every module-level name stays visible inside: no variable shadows one.
         self.namer = _Namer({*_GLOBALS, *_LOCALS, *helpers, *taken})
@@ -233,6 +251,8 @@ class _FunctionEmitter:
         if self.use_buffers:
             plan_block(block, self.plan, self.namer)
             for op in block.ops:
+                if isinstance(op, scan.LoopOp) and self._compile_with_numba(op):
+                    continue  # its step is not NumPy code
                 if isinstance(op, scan.LoopOp):
                     last = set(op.last_indices())
                     plan_block(op.block, self.plan, self.namer,
@@ -255,6 +275,7 @@ class _FunctionEmitter:
                 prologue.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
                     ast.Name("work", ast.Load()), ast.Constant(name), ast.Load())))
             module_level = self._workspace_helper()
+        module_level.extend(lowered.kernel for lowered in self.compiled.values())
         function = ast.FunctionDef(
             name=self.function.sym_name.data,
             args=ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[],
@@ -263,6 +284,53 @@ class _FunctionEmitter:
             decorator_list=[], returns=None, type_params=[],
         )
         return [*module_level, function]
+
+    def _compile_with_numba(self, loop: scan.LoopOp) -> bool:
+        """backend="numba": whether ``loop`` runs as one compiled function (else why not is
+        reported)."""
+        if self.numba is None or self.symbols:
+            return False
+        from scanopt.lowering.numba_emitter import lower_loop
+
+        module_names, reasons = self.numba
+        last = set(loop.last_indices())
+        lowered = lower_loop(loop, module_names.fresh("_compiled_steps"),
+                             [k not in last for k in range(len(loop.outs))])
+        if isinstance(lowered, str):
+            reasons.append(lowered)
+            return False
+        self.compiled[loop] = lowered
+        self.compiled_loops = True
+        return True
+
+    def _call_compiled(self, loop: scan.LoopOp, histories: list[str | None],
+                       n_steps: ast.expr) -> list[ast.stmt]:
+        """The call of the compiled function that runs every step of ``loop``."""
+        lowered = self.compiled[loop]
+
+        def contiguous(value: SSAValue) -> ast.expr:
+            return _np_call("ascontiguousarray", [self._use(value)])
+
+        arguments: list[ast.expr] = []
+        for argument in lowered.arguments:
+            if argument.kind == "sequence":
+                arguments.append(contiguous(loop.sequences[argument.index]))
+            elif argument.kind == "history":
+                arguments.append(ast.Name(histories[argument.index], ast.Load()))
+            elif argument.kind == "init":
+                arguments.append(contiguous(loop.inits[argument.index]))
+            elif argument.kind == "param":
+                arguments.append(self._use(loop.non_seqs[argument.index]))
+            elif argument.kind == "block":
+                start, stop = argument.columns
+                arguments.append(_np_call("ascontiguousarray", [ast.Subscript(
+                    self._use(loop.non_seqs[argument.index]),
+                    ast.Tuple([ast.Slice(), ast.Slice(ast.Constant(start), ast.Constant(stop))],
+                              ast.Load()), ast.Load())]))
+            else:
+                arguments.append(n_steps)
+        return [_comment("Every step at once, compiled by numba (the function above)."),
+                ast.Expr(_call(lowered.name, arguments))]
 
     def _symbol_sizes(self, block) -> list[ast.stmt]:
         """``B = X.shape[1]``: each symbolic dimension's size, from an argument that has it."""
@@ -579,12 +647,6 @@ class _FunctionEmitter:
             steps_run = self.namer.fresh("steps_run")
             out.append(_comment("The loop stops after the first step whose until(...) holds."))
             out.append(ast.Assign([ast.Name(steps_run, ast.Store())], n_steps))
-        # Carries start from their initial values.
-        carry_names = []
-        for init, arg in zip(loop.inits, loop.carry_args):
-            name = self.namer.name(arg)
-            carry_names.append(name)
-            out.append(ast.Assign([ast.Name(name, ast.Store())], self._use(init)))
         for outer, arg in zip(loop.non_seqs, loop.param_args):
             # Non-sequences are the same objects inside: share the name.
             self.namer.names[arg] = self.namer.name(outer) if outer not in self.inline else \
@@ -592,6 +654,17 @@ class _FunctionEmitter:
             if outer in self.inline:
                 out.append(ast.Assign([ast.Name(self.namer.names[arg], ast.Store())],
                                       self.inline[outer]))
+        if loop in self.compiled:
+            out.extend(self._call_compiled(loop, histories, n_steps))
+            for result, name in zip(loop.outs, histories):
+                self.namer.names[result] = name
+            return out
+        # Carries start from their initial values.
+        carry_names = []
+        for init, arg in zip(loop.inits, loop.carry_args):
+            name = self.namer.name(arg)
+            carry_names.append(name)
+            out.append(ast.Assign([ast.Name(name, ast.Store())], self._use(init)))
         index = ast.Name(self.index_name, ast.Load())
         inner: list[ast.stmt] = []
         predraws = [(seq, arg) for seq, arg in zip(loop.sequences, loop.seq_args)
