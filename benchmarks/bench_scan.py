@@ -38,6 +38,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 PLAIN = "plain loop"
 SCANOPT = "scanopt"
 SCANOPT_EXACT = "scanopt exact_random"
+SCANOPT_NUMBA = "scanopt numba"
 HAND = "hand NumPy"
 PYTENSOR = "PyTensor scan"
 JAX = "JAX lax.scan"
@@ -200,31 +201,58 @@ def require_scanopt():
     return scanopt
 
 
-def scanopt_lstm(d):
+def with_backend(run, backend):
+    """``run``, checked for ``backend`` ("numba": skipped without numba; a loop left as NumPy
+    code, with the compiler's reason, becomes the row's note)."""
+    if backend != "numba":
+        return run
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("numba") is None:
+        raise ImportError("numba is not installed (pip install -e .[numba])")
+
+    def first_call():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run()
+        notes = [str(w.message) for w in caught if "numba" in str(w.message)]
+        if notes:
+            wrapped.note = notes[0].split(": ", 1)[-1]
+        wrapped.call = run
+        return result
+
+    def wrapped():
+        return wrapped.call()
+    wrapped.call = first_call
+    return wrapped
+
+
+def scanopt_lstm(d, backend="numpy"):
     scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(lstm_step, sequences=d["X"], outputs_info=[d["h0"], d["c0"]],
-                            non_sequences=d["params"], backend="numpy")
-    return run
+                            non_sequences=d["params"], backend=backend)
+    return with_backend(run, backend)
 
 
-def scanopt_gru(d):
+def scanopt_gru(d, backend="numpy"):
     scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(gru_step, sequences=d["X"], outputs_info=d["h0"],
-                            non_sequences=d["params"], backend="numpy")
-    return run
+                            non_sequences=d["params"], backend=backend)
+    return with_backend(run, backend)
 
 
-def scanopt_elman(d):
+def scanopt_elman(d, backend="numpy"):
     scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(elman_step, sequences=d["X"], outputs_info=d["h0"],
-                            non_sequences=[d["W"], d["U"], d["b"]], backend="numpy")
-    return run
+                            non_sequences=[d["W"], d["U"], d["b"]], backend=backend)
+    return with_backend(run, backend)
 
 
 def scanopt_gibbs(d, keep_all, exact_random=False):
@@ -600,11 +628,16 @@ def check_equal(got, ref):
 # Workloads
 # ---------------------------------------------------------------------------------------------
 
+def numba_backend(factory):
+    return lambda d: factory(d, backend="numba")
+
+
 def workloads():
     """name -> (description, data factory, [(system, factory(data) -> run, check)])."""
     def lstm(T, B, n_in, H):
         return (f"LSTM unmerged T{T} B{B} I{n_in} H{H} float32", lambda: lstm_data(T, B, n_in, H),
                 [(PLAIN, plain_lstm, check_close), (SCANOPT, scanopt_lstm, check_close),
+                 (SCANOPT_NUMBA, numba_backend(scanopt_lstm), check_close),
                  (HAND, hand_lstm, check_close), (PYTENSOR, pytensor_lstm, check_close),
                  (JAX, jax_lstm, check_close)])
 
@@ -631,16 +664,27 @@ def workloads():
         "gru-t100-b16-h128": ("GRU unmerged T100 B16 I128 H128 float32",
                               lambda: gru_data(100, 16, 128, 128),
                               [(PLAIN, plain_gru, check_close), (SCANOPT, scanopt_gru, check_close),
+                               (SCANOPT_NUMBA, numba_backend(scanopt_gru), check_close),
                                (HAND, hand_gru, check_close), (PYTENSOR, pytensor_gru, check_close),
                                (JAX, jax_gru, check_close)]),
         "elman-t100-b16-h128": ("Elman RNN T100 B16 H128 float32",
                                 lambda: elman_data(100, 16, 128, 128),
                                 [(PLAIN, plain_elman, check_close),
                                  (SCANOPT, scanopt_elman, check_close),
+                                 (SCANOPT_NUMBA, numba_backend(scanopt_elman), check_close),
                                  (HAND, hand_elman, check_close),
                                  (PYTENSOR, pytensor_elman, check_close),
                                  (JAX, jax_elman, check_close)]),
     }
+
+
+def wanted(system, words):
+    """Whether ``--systems`` selects ``system``: its name contains a word, and no ``-word``."""
+    name = system.lower()
+    if any(w[1:] in name for w in words if w.startswith("-")):
+        return False
+    included = [w for w in words if not w.startswith("-")]
+    return not included or any(w in name for w in included)
 
 
 def run_workload(name, description, make_data, systems, warmup, repeat, wanted_systems):
@@ -649,7 +693,7 @@ def run_workload(name, description, make_data, systems, warmup, repeat, wanted_s
     rows, runs = [], {}
     reference = None
     for system, factory, check in systems:
-        if wanted_systems and system != PLAIN and not any(w in system.lower() for w in wanted_systems):
+        if system != PLAIN and not wanted(system, wanted_systems):
             continue
         row = dict(workload=name, system=system, status="ok")
         rows.append(row)
@@ -676,6 +720,8 @@ def run_workload(name, description, make_data, systems, warmup, repeat, wanted_s
             row.update(status="wrong", check=str(err).strip())
             print(f"  {system:22s} WRONG RESULT: {str(err).strip()}")
         print(f"  {system:22s} first call {row['first_call_ms']:9.1f} ms   {row.get('check', '')}")
+        if system == SCANOPT_NUMBA and row.get("note"):
+            print(f"    note: {row['note']}")
         runs[system] = run
         for _ in range(warmup):
             run()
@@ -840,7 +886,8 @@ def main(argv=None):
                              "repeated; 'compile' selects the compile-latency measurement)")
     parser.add_argument("--systems", default="", metavar="NAMES",
                         help="comma-separated words: run only systems whose name contains one "
-                             "(the plain loop always runs), e.g. --systems scanopt,hand")
+                             "and none of the words written -word (the plain loop always runs), "
+                             "e.g. --systems scanopt,hand,-numba")
     parser.add_argument("--json", default=str(DEFAULT_JSON), metavar="PATH",
                         help=f"where to write the results (default {DEFAULT_JSON})")
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
