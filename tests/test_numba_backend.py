@@ -136,6 +136,12 @@ def test_what_is_not_compiled_warns_and_stays_right(case, reason):
     if keep == "last":
         expected = expected[-1]
     assert_matches(actual, expected)
+    # The module says it too (a later process that loads it from the disk cache is not warned).
+    source = scanopt.step(step).source(args.get("sequences"), args.get("outputs_info"),
+                                       args.get("non_sequences"), n_steps=args.get("n_steps"),
+                                       keep=keep, go_backwards=args.get("go_backwards", False),
+                                       backend="numba")
+    assert "this loop runs as NumPy code" in source and reason in source
 
 
 def test_tanh32_accuracy():

@@ -219,6 +219,7 @@ class _FunctionEmitter:
         # of reasons why a loop stays NumPy code; the loops compiled, by loop op
         self.numba = numba
         self.compiled: dict[scan.LoopOp, object] = {}
+        self.not_compiled: dict[scan.LoopOp, str] = {}
         self.compiled_loops = False
         self.workspace, self.spare = helpers  # the names of this function's workspace helpers
         # Every module-level name stays visible inside: no variable shadows one.
@@ -298,6 +299,7 @@ class _FunctionEmitter:
                              [k not in last for k in range(len(loop.outs))])
         if isinstance(lowered, str):
             reasons.append(lowered)
+            self.not_compiled[loop] = lowered
             return False
         self.compiled[loop] = lowered
         self.compiled_loops = True
@@ -659,6 +661,9 @@ class _FunctionEmitter:
             for result, name in zip(loop.outs, histories):
                 self.namer.names[result] = name
             return out
+        if loop in self.not_compiled:
+            out.append(_comment(f"backend=\"numba\": this loop runs as NumPy code: "
+                                f"{self.not_compiled[loop]}."))
         # Carries start from their initial values.
         carry_names = []
         for init, arg in zip(loop.inits, loop.carry_args):
