@@ -242,3 +242,15 @@ def test_random_gated_recurrences(gen_dir, case):
 @given(case=_PROGRAMS)
 def test_random_gated_recurrences_many(gen_dir, case):
     run_compiled(case, gen_dir)
+
+
+def test_exact_random_gives_the_numpy_loops_numbers():
+    """exact_random=True promises the plain loop's numbers: no compiled loop then."""
+    args = lstm_args(T=4, B=16, I=8, H=128)
+    numba_result = scanopt.scan(lstm_step, backend="numba", exact_random=True, **args)
+    numpy_result = scanopt.scan(lstm_step, exact_random=True, **args)
+    for a, b in zip(numba_result, numpy_result):
+        np.testing.assert_array_equal(a, b)
+    assert "_compiled_steps" not in scanopt.step(lstm_step).source(
+        args["sequences"], args["outputs_info"], args["non_sequences"], backend="numba",
+        exact_random=True)

@@ -345,3 +345,24 @@ def test_every_ufunc_takes_its_output_where_the_step_loop_passes_it(recwarn):
             else:
                 ufunc(*args, out)
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def wide_step(h, W, V):
+    return np.tanh(h @ W) @ V
+
+
+def test_exact_random_keeps_wide_step_matmuls_whole_and_the_plain_loops_bits():
+    """The column blocks may round differently from one GEMM: not with exact_random=True,
+    whose numbers are the plain loop's, bit for bit."""
+    rng = np.random.default_rng(13)
+    args = dict(outputs_info=randn(rng, (16, 128)),
+                non_sequences=[randn(rng, (128, 512), scale=0.05),
+                               randn(rng, (512, 128), scale=0.05)], n_steps=4)
+    step = scanopt.step(wide_step)
+    blocked = step.source(None, args["outputs_info"], args["non_sequences"], n_steps=4)
+    exact = step.source(None, args["outputs_info"], args["non_sequences"], n_steps=4,
+                        exact_random=True)
+    assert "W[:, 0:256]" in blocked and "V[:, 0:64]" in blocked
+    assert "[:, 0:" not in exact
+    np.testing.assert_array_equal(scanopt.scan(wide_step, exact_random=True, **args),
+                                  plain_loop(wide_step, **args))

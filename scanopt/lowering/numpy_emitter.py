@@ -82,7 +82,7 @@ def matmul_blocks(m: int, k: int, n: int) -> int:
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False,
                       reserved: Iterable[str] = (),
                       extra: Callable[[list[str]], list[ast.stmt]] | None = None,
-                      numba: list[str] | None = None) -> str:
+                      numba: list[str] | None = None, matmul_blocks: bool = False) -> str:
     """The source text of a module defining one function per ``func.func`` in ``module``.
 
     With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
@@ -94,6 +94,10 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
 
     ``reserved``: more module-level names no function may take; ``extra(function_names)``: more
     statements for the end of the module (an ahead-of-time build's ``run``).
+
+    ``matmul_blocks``: a step's matmul just above the BLAS's small-matrix limit is written as
+    column blocks (``matmul_blocks()``); the BLAS may then round differently, so not for
+    ``exact_random=True``.
 
     ``numba`` (a list): loops that ``numba_emitter.lower_loop`` accepts run as one function
     compiled by numba (``backend="numba"``); why each other loop stays NumPy code is appended
@@ -120,7 +124,8 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
             op.sym_name = StringAttr(name)
         emitter = _FunctionEmitter(op, buffers=buffers, helpers=helpers,
                                    taken=module_names.taken,
-                                   numba=(module_names, numba) if numba is not None else None)
+                                   numba=(module_names, numba) if numba is not None else None,
+                                   matmul_blocks=matmul_blocks)
         body.extend(emitter.emit())
         needs_grow_helper |= emitter.needs_grow_helper
         needs_numba |= emitter.compiled_loops
@@ -213,8 +218,9 @@ class _Namer:
 class _FunctionEmitter:
     def __init__(self, function: func.FuncOp, buffers: bool = False,
                  helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = (),
-                 numba: tuple[_Namer, list[str]] | None = None):
+                 numba: tuple[_Namer, list[str]] | None = None, matmul_blocks: bool = False):
         self.function = function
+        self.blocks = matmul_blocks
         # backend="numba": the module's namer (for the compiled functions' names) and the list
         # of reasons why a loop stays NumPy code; the loops compiled, by loop op
         self.numba = numba
@@ -495,7 +501,8 @@ class _FunctionEmitter:
         small-matrix kernel, when one GEMM would be just above its limit (``matmul_blocks``);
         the blocks of ``U``, and of the output when it is a workspace array, are views made
         before the loop. None: one call."""
-        if self.hoisted is None or self.symbols or not isinstance(op, scan.MatmulOp):
+        if not self.blocks or self.hoisted is None or self.symbols or \
+                not isinstance(op, scan.MatmulOp):
             return None
         loop = op.parent_op()
         lhs, rhs = aval_of(op.lhs.type).shape, aval_of(op.rhs.type).shape
@@ -694,8 +701,9 @@ class _FunctionEmitter:
                 position = ast.BinOp(position, ast.Add(), ast.Constant(offset))
             inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
                                     ast.Subscript(self._use(seq), position, ast.Load())))
-        # Only the planned loop hoists (a nested loop's body is emitted as it is).
-        outer_hoisted, self.hoisted = self.hoisted, [] if planned else None
+        # Only the planned loop hoists (a nested loop's body, or one without the buffer plan,
+        # is emitted as it is).
+        outer_hoisted, self.hoisted = self.hoisted, [] if planned and self.use_buffers else None
         try:
             for op in body.ops:
                 if op is yield_op:
