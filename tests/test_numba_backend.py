@@ -254,3 +254,15 @@ def test_exact_random_gives_the_numpy_loops_numbers():
     assert "_compiled_steps" not in scanopt.step(lstm_step).source(
         args["sequences"], args["outputs_info"], args["non_sequences"], backend="numba",
         exact_random=True)
+
+
+def test_non_contiguous_arguments():
+    """Weights, sequences and initial states that are views (a transpose, every other row)
+    are passed to the compiled loop as contiguous arrays."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12, 16, 8)).astype(F32)[::2]
+    U = (0.2 * rng.standard_normal((40, 40))).astype(F32).T
+    W = (0.3 * rng.standard_normal((40, 8))).astype(F32).T
+    h0 = rng.standard_normal((40, 16)).astype(F32).T
+    numba_scan(elman_step, sequences=X, outputs_info=h0,
+               non_sequences=[W, U, np.zeros(40, F32)])

@@ -38,10 +38,13 @@ from scanopt.transforms.scan_fuse_regions import fusible
 HEADER = ("A NumPy module whose loops run as functions compiled by numba (backend=\"numba\"): "
           "it imports\nnumpy and numba. Edit the step function, not this file.")
 TANH32 = "_tanh32"
-# Where the NumPy backend splits a step's matmul into column blocks, the compiled loop uses
-# narrower ones: a call costs no Python here, and 16x128 @ 128x512 takes 9.8 us as 8 blocks of
-# 64 columns against 11-12 us as 2 of 256 (SciPy's OpenBLAS, the development machine).
+# A step's matmul above OpenBLAS's threading threshold (65536 * 4 multiply-adds) runs in the
+# compiled loop as blocks of 64 columns: each on one thread (SciPy's OpenBLAS threads would
+# otherwise spin on after it and slow NumPy's threaded GEMM before the loop), and a call costs
+# no Python here: 16x128 @ 128x512 takes 9.8 us as 8 blocks of 64 columns against 11-12 us as
+# 2 of 256, 16x128 @ 128x256 as fast as one GEMM (the development machine).
 NARROW_BLOCK = 64
+BLAS_THREADS_MNK = 65536 * 4
 # Eigen's generic_fast_tanh_float: tanh(x) = x * P(x**2) / Q(x**2) on |x| <= 7.9053111,
 # +-1 beyond; within 2 ulp of tanh over all float32 (tests/test_numba_backend.py). NaN stays NaN.
 _TANH32_SOURCE = '''
@@ -101,8 +104,9 @@ class _Value:
 
 @dataclass
 class Argument:
-    """What the call passes: ``kind`` "sequence" | "history" | "init" | "param" | "block" |
-    "steps", with the loop operand's index (and for a block of a weight, its columns)."""
+    """What the call passes: ``kind`` "sequence" | "sequence_base" (the array a sequence is
+    columns of) | "history" | "init" | "param" | "block" | "steps", with the loop operand's
+    index (and for a block of a weight, its columns)."""
     kind: str
     index: int = 0
     columns: tuple[int, int] | None = None
@@ -251,20 +255,40 @@ class _Lowering:
         loop = self.loop
         yield_op = loop.block.last_op
         t = ast.Name("t", ast.Load())
-        sequence_names = [self.parameter(seq.name_hint or "seq", Argument("sequence", k))
-                          if arg.uses else "" for k, (seq, arg) in
-                          enumerate(zip(loop.sequences, loop.seq_args))]
+        # A sequence that is some columns of an array computed before the loop (the GRU's
+        # slices of the pushed-out x_t @ W_all) is read from that array, at a column offset:
+        # no copy of the slice, and its rows stay contiguous.
+        bases: dict[SSAValue, str] = {}
+        sequence_names, offsets = [], []
+        for k, (seq, arg) in enumerate(zip(loop.sequences, loop.seq_args)):
+            base, offset = _column_block(seq)
+            if not arg.uses:
+                sequence_names.append("")
+            elif base is not None:
+                if base not in bases:
+                    bases[base] = self.parameter(base.name_hint or "seq",
+                                                 Argument("sequence_base", k))
+                sequence_names.append(bases[base])
+            else:
+                sequence_names.append(self.parameter(seq.name_hint or "seq",
+                                                     Argument("sequence", k)))
+            offsets.append(offset if base is not None else 0)
         history_names = [self.parameter(f"{arg.name_hint or 'out'}s" if k < len(
             loop.carry_args) else "outs", Argument("history", k))
             for k, arg in enumerate([*loop.carry_args, *yield_op.values[len(loop.carry_args):]])]
         init_names = [self.parameter(f"{arg.name_hint or 'carry'}_init", Argument("init", k))
                       for k, arg in enumerate(loop.carry_args)]
-        for arg, seq_name in zip(loop.seq_args, sequence_names):
+        rows: dict[str, str] = {}
+        for arg, seq_name, offset in zip(loop.seq_args, sequence_names, offsets):
             if arg.uses:
-                name = self.fresh(arg.name_hint, "x_t")
-                self.step.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
-                    ast.Name(seq_name, ast.Load()), t, ast.Load())))
-                self.values[arg] = self.array_value(arg, name)
+                if seq_name not in rows:
+                    rows[seq_name] = self.fresh(arg.name_hint, "x_t")
+                    self.step.append(ast.Assign([ast.Name(rows[seq_name], ast.Store())],
+                                                ast.Subscript(ast.Name(seq_name, ast.Load()), t,
+                                                              ast.Load())))
+                shape = tuple(arg.type.get_shape())
+                self.values[arg] = _Value(shape, [_Segment(0, shape[-1], rows[seq_name],
+                                                           offset)])
         carry_names = []
         for arg, init in zip(loop.carry_args, init_names):
             name = self.fresh(arg.name_hint, "carry")
@@ -356,7 +380,7 @@ class _Lowering:
         return _Value(shape, segments)
 
     def matmul(self, op: scan.MatmulOp) -> _Value:
-        from scanopt.lowering.numpy_emitter import BLAS_SMALL_MNK, matmul_blocks
+        from scanopt.lowering.numpy_emitter import BLAS_SMALL_MNK, MATMUL_MAX_ROWS, matmul_blocks
 
         lhs = self.values[op.lhs]
         rows, inner = (1, *lhs.shape) if len(lhs.shape) == 1 else lhs.shape
@@ -365,7 +389,8 @@ class _Lowering:
             raise Unsupported("a matmul's left operand must be a whole array of the step")
         width = op.rhs.type.get_shape()[1]
         blocks = matmul_blocks(rows, inner, width) if len(lhs.shape) == 2 else 1
-        if blocks > 1 and width % NARROW_BLOCK == 0:
+        if len(lhs.shape) == 2 and rows <= MATMUL_MAX_ROWS and width % NARROW_BLOCK == 0 and \
+                rows * inner * width > BLAS_THREADS_MNK:
             blocks = width // NARROW_BLOCK
         step_width = width // blocks
         if rows * inner * step_width > BLAS_SMALL_MNK:
@@ -378,8 +403,9 @@ class _Lowering:
         param = self.loop.param_args.index(op.rhs)
         for b in range(blocks):
             columns = (b * step_width, (b + 1) * step_width)
-            block = self.parameter(f"{op.rhs.name_hint or 'w'}_{b}" if blocks > 1 else
-                                   op.rhs.name_hint, Argument("block", param, columns))
+            block = self.parameter(f"{op.rhs.name_hint or 'w'}_{b}", Argument(
+                "block", param, columns)) if blocks > 1 else \
+                self.parameter(op.rhs.name_hint, Argument("block", param))
             out = self.scratch((*shape[:-1], step_width), op.result.name_hint or "prod")
             self.step.append(ast.Expr(ast.Call(
                 ast.Attribute(ast.Name("np", ast.Load()), "dot", ast.Load()),
@@ -469,6 +495,21 @@ class _Lowering:
         if name == "tanh" and self.element == f32:
             return ast.Call(ast.Name(TANH32, ast.Load()), [x], [])
         return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load()), [x], [])
+
+
+def _column_block(sequence: SSAValue) -> tuple[SSAValue | None, int]:
+    """``(base, start)`` when ``sequence`` is ``base[:, ..., start:stop]``, computed before the
+    loop (rows of every step, some columns); else ``(None, 0)``."""
+    op = sequence.owner
+    if not isinstance(op, scan.IndexOp) or op.indices or \
+            not isinstance(op.operand.type, TensorType):
+        return None, 0
+    spec = [s.data for s in op.spec.data]
+    rank = len(op.operand.type.get_shape())
+    if spec[:-1] not in ([":", "..."], [":"] * (rank - 1)) or spec[-1].count(":") != 1:
+        return None, 0
+    start, _ = spec[-1].split(":")
+    return op.operand, int(start or 0)
 
 
 def _plus(j: ast.expr, k: int) -> ast.expr:

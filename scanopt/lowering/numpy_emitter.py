@@ -323,12 +323,16 @@ class _FunctionEmitter:
         for argument in lowered.arguments:
             if argument.kind == "sequence":
                 arguments.append(contiguous(loop.sequences[argument.index]))
+            elif argument.kind == "sequence_base":
+                arguments.append(contiguous(loop.sequences[argument.index].owner.operands[0]))
             elif argument.kind == "history":
                 arguments.append(ast.Name(histories[argument.index], ast.Load()))
             elif argument.kind == "init":
                 arguments.append(contiguous(loop.inits[argument.index]))
             elif argument.kind == "param":
                 arguments.append(self._use(loop.non_seqs[argument.index]))
+            elif argument.kind == "block" and argument.columns is None:  # a whole weight
+                arguments.append(contiguous(loop.non_seqs[argument.index]))
             elif argument.kind == "block":
                 start, stop = argument.columns
                 arguments.append(_np_call("ascontiguousarray", [ast.Subscript(
