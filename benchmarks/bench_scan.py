@@ -38,6 +38,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 PLAIN = "plain loop"
 SCANOPT = "scanopt"
 SCANOPT_EXACT = "scanopt exact_random"
+SCANOPT_NUMBA = "scanopt numba"
 HAND = "hand NumPy"
 PYTENSOR = "PyTensor scan"
 JAX = "JAX lax.scan"
@@ -59,6 +60,13 @@ def lstm_step(x_t, h, c, W_i, W_f, W_o, W_c, U_i, U_f, U_o, U_c, b_i, b_f, b_o, 
     c = f * c + i * g
     h = o * np.tanh(c)
     return h, c
+
+
+def gru_step(x_t, h, W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h):
+    z = sigmoid(x_t @ W_z + h @ U_z + b_z)
+    r = sigmoid(x_t @ W_r + h @ U_r + b_r)
+    h_tilde = np.tanh(x_t @ W_h + (r * h) @ U_h + b_h)
+    return (1 - z) * h + z * h_tilde
 
 
 def elman_step(x_t, h, W, U, b):
@@ -89,6 +97,15 @@ def lstm_data(T, B, n_in, n_hidden):
     Us = [_normal(rng, (n_hidden, n_hidden), n_hidden ** -0.5) for _ in range(4)]  # i, f, o, c
     bs = [_normal(rng, (n_hidden,), 0.1) for _ in range(4)]                        # i, f, o, c
     return dict(X=X, h0=h0, c0=c0, params=Ws + Us + bs)
+
+
+def gru_data(T, B, n_in, n_hidden):
+    rng = np.random.default_rng(0)
+    Ws = [_normal(rng, (n_in, n_hidden), n_in ** -0.5) for _ in range(3)]          # z, r, h
+    Us = [_normal(rng, (n_hidden, n_hidden), n_hidden ** -0.5) for _ in range(3)]  # z, r, h
+    bs = [_normal(rng, (n_hidden,), 0.1) for _ in range(3)]                        # z, r, h
+    return dict(X=_normal(rng, (T, B, n_in)), h0=np.zeros((B, n_hidden), F32),
+                params=Ws + Us + bs)
 
 
 def elman_data(T, B, n_in, n_hidden):
@@ -123,6 +140,17 @@ def plain_lstm(d):
             hs.append(h)
             cs.append(c)
         return np.stack(hs), np.stack(cs)
+    return run
+
+
+def plain_gru(d):
+    def run():
+        h = d["h0"]
+        hs = []
+        for x_t in d["X"]:
+            h = gru_step(x_t, h, *d["params"])
+            hs.append(h)
+        return np.stack(hs)
     return run
 
 
@@ -165,32 +193,70 @@ def load_scanopt():
     return scanopt, None
 
 
-def scanopt_lstm(d):
+def require_scanopt():
+    """The scanopt module, or ImportError saying why not (the benchmark skips the row)."""
     scanopt, why = load_scanopt()
     if scanopt is None:
         raise ImportError(why)
+    return scanopt
+
+
+def with_backend(run, backend):
+    """``run``, checked for ``backend`` ("numba": skipped without numba; a loop left as NumPy
+    code, with the compiler's reason, becomes the row's note)."""
+    if backend != "numba":
+        return run
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("numba") is None:
+        raise ImportError("numba is not installed (pip install -e .[numba])")
+
+    def first_call():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run()
+        notes = [str(w.message) for w in caught if "numba" in str(w.message)]
+        if notes:
+            wrapped.note = notes[0].split(": ", 1)[-1]
+        wrapped.call = run
+        return result
+
+    def wrapped():
+        return wrapped.call()
+    wrapped.call = first_call
+    return wrapped
+
+
+def scanopt_lstm(d, backend="numpy"):
+    scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(lstm_step, sequences=d["X"], outputs_info=[d["h0"], d["c0"]],
-                            non_sequences=d["params"], backend="numpy")
-    return run
+                            non_sequences=d["params"], backend=backend)
+    return with_backend(run, backend)
 
 
-def scanopt_elman(d):
-    scanopt, why = load_scanopt()
-    if scanopt is None:
-        raise ImportError(why)
+def scanopt_gru(d, backend="numpy"):
+    scanopt = require_scanopt()
+
+    def run():
+        return scanopt.scan(gru_step, sequences=d["X"], outputs_info=d["h0"],
+                            non_sequences=d["params"], backend=backend)
+    return with_backend(run, backend)
+
+
+def scanopt_elman(d, backend="numpy"):
+    scanopt = require_scanopt()
 
     def run():
         return scanopt.scan(elman_step, sequences=d["X"], outputs_info=d["h0"],
-                            non_sequences=[d["W"], d["U"], d["b"]], backend="numpy")
-    return run
+                            non_sequences=[d["W"], d["U"], d["b"]], backend=backend)
+    return with_backend(run, backend)
 
 
 def scanopt_gibbs(d, keep_all, exact_random=False):
-    scanopt, why = load_scanopt()
-    if scanopt is None:
-        raise ImportError(why)
+    scanopt = require_scanopt()
 
     def call(**extra):
         rng = np.random.default_rng(SEED)
@@ -268,6 +334,43 @@ def hand_lstm(d):
             h_new *= o
             h, c = h_new, c_new
         return hs, cs
+    return run
+
+
+def hand_gru(d):
+    X, h0 = d["X"], d["h0"]
+    T, B, n_in = X.shape
+    H = h0.shape[1]
+    W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h = d["params"]
+    xw = np.empty((T * B, 3 * H), F32)      # x_t @ W_all + b_all for every step
+    zr = np.empty((B, 2 * H), F32)          # [z | r] of one step
+    rh = np.empty((B, H), F32)
+    hh = np.empty((B, H), F32)
+
+    def run():
+        W_all = np.concatenate([W_z, W_r, W_h], axis=1)
+        U_zr = np.concatenate([U_z, U_r], axis=1)
+        b_all = np.concatenate([b_z, b_r, b_h])
+        np.matmul(X.reshape(T * B, n_in), W_all, out=xw)
+        np.add(xw, b_all, out=xw)
+        xw_t = xw.reshape(T, B, 3 * H)
+        hs = np.empty((T, B, H), F32)
+        h = h0
+        z, r = zr[:, :H], zr[:, H:]
+        for t in range(T):
+            np.matmul(h, U_zr, out=zr)
+            np.add(zr, xw_t[t, :, :2 * H], out=zr)
+            sigmoid_inplace(zr)
+            np.multiply(r, h, out=rh)
+            np.matmul(rh, U_h, out=hh)
+            np.add(hh, xw_t[t, :, 2 * H:], out=hh)
+            np.tanh(hh, out=hh)
+            h_new = hs[t]                    # (1 - z) * h + z * hh = h + z * (hh - h)
+            np.subtract(hh, h, out=hh)
+            np.multiply(z, hh, out=hh)
+            np.add(h, hh, out=h_new)
+            h = h_new
+        return hs
     return run
 
 
@@ -364,6 +467,26 @@ def pytensor_lstm(d):
     return lambda: tuple(f(*args))
 
 
+def _gru_cell(x_t, h, params, sigmoid_fn, tanh_fn):
+    W_z, W_r, W_h, U_z, U_r, U_h, b_z, b_r, b_h = params
+    z = sigmoid_fn(x_t @ W_z + h @ U_z + b_z)
+    r = sigmoid_fn(x_t @ W_r + h @ U_r + b_r)
+    h_tilde = tanh_fn(x_t @ W_h + (r * h) @ U_h + b_h)
+    return (1 - z) * h + z * h_tilde
+
+
+def pytensor_gru(d):
+    pytensor, pt = _pytensor()
+    X = pt.tensor3("X", dtype="float32")
+    h0 = pt.matrix("h0", dtype="float32")
+    params = [pt.matrix(f"W{k}", dtype="float32") for k in range(6)]
+    params += [pt.vector(f"b{k}", dtype="float32") for k in range(3)]
+    hs, _ = pytensor.scan(lambda x_t, h, *p: _gru_cell(x_t, h, p, pt.sigmoid, pt.tanh),
+                          sequences=X, outputs_info=h0, non_sequences=params)
+    f = pytensor.function([X, h0, *params], hs)
+    return lambda: f(d["X"], d["h0"], *d["params"])
+
+
 def pytensor_elman(d):
     pytensor, pt = _pytensor()
     X = pt.tensor3("X", dtype="float32")
@@ -410,6 +533,21 @@ def jax_lstm(d):
         return jax.lax.scan(step, (h0, c0), X)[1]
 
     args = jax.device_put((d["X"], d["h0"], d["c0"], d["params"]))
+    return lambda: jax.block_until_ready(f(*args))
+
+
+def jax_gru(d):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def f(X, h0, params):
+        def step(h, x_t):
+            h = _gru_cell(x_t, h, params, jax.nn.sigmoid, jnp.tanh)
+            return h, h
+        return jax.lax.scan(step, h0, X)[1]
+
+    args = jax.device_put((d["X"], d["h0"], d["params"]))
     return lambda: jax.block_until_ready(f(*args))
 
 
@@ -490,11 +628,16 @@ def check_equal(got, ref):
 # Workloads
 # ---------------------------------------------------------------------------------------------
 
+def numba_backend(factory):
+    return lambda d: factory(d, backend="numba")
+
+
 def workloads():
     """name -> (description, data factory, [(system, factory(data) -> run, check)])."""
     def lstm(T, B, n_in, H):
         return (f"LSTM unmerged T{T} B{B} I{n_in} H{H} float32", lambda: lstm_data(T, B, n_in, H),
                 [(PLAIN, plain_lstm, check_close), (SCANOPT, scanopt_lstm, check_close),
+                 (SCANOPT_NUMBA, numba_backend(scanopt_lstm), check_close),
                  (HAND, hand_lstm, check_close), (PYTENSOR, pytensor_lstm, check_close),
                  (JAX, jax_lstm, check_close)])
 
@@ -518,14 +661,30 @@ def workloads():
         "lstm-t50-b64-i256-h512": lstm(50, 64, 256, 512),
         "gibbs-vector-n1000": gibbs(None, 1000, keep_all=True),
         "gibbs-batch64-n200": gibbs(64, 200, keep_all=False),
+        "gru-t100-b16-h128": ("GRU unmerged T100 B16 I128 H128 float32",
+                              lambda: gru_data(100, 16, 128, 128),
+                              [(PLAIN, plain_gru, check_close), (SCANOPT, scanopt_gru, check_close),
+                               (SCANOPT_NUMBA, numba_backend(scanopt_gru), check_close),
+                               (HAND, hand_gru, check_close), (PYTENSOR, pytensor_gru, check_close),
+                               (JAX, jax_gru, check_close)]),
         "elman-t100-b16-h128": ("Elman RNN T100 B16 H128 float32",
                                 lambda: elman_data(100, 16, 128, 128),
                                 [(PLAIN, plain_elman, check_close),
                                  (SCANOPT, scanopt_elman, check_close),
+                                 (SCANOPT_NUMBA, numba_backend(scanopt_elman), check_close),
                                  (HAND, hand_elman, check_close),
                                  (PYTENSOR, pytensor_elman, check_close),
                                  (JAX, jax_elman, check_close)]),
     }
+
+
+def wanted(system, words):
+    """Whether ``--systems`` selects ``system``: its name contains a word, and no ``-word``."""
+    name = system.lower()
+    if any(w[1:] in name for w in words if w.startswith("-")):
+        return False
+    included = [w for w in words if not w.startswith("-")]
+    return not included or any(w in name for w in included)
 
 
 def run_workload(name, description, make_data, systems, warmup, repeat, wanted_systems):
@@ -534,7 +693,7 @@ def run_workload(name, description, make_data, systems, warmup, repeat, wanted_s
     rows, runs = [], {}
     reference = None
     for system, factory, check in systems:
-        if wanted_systems and system != PLAIN and not any(w in system.lower() for w in wanted_systems):
+        if system != PLAIN and not wanted(system, wanted_systems):
             continue
         row = dict(workload=name, system=system, status="ok")
         rows.append(row)
@@ -561,6 +720,8 @@ def run_workload(name, description, make_data, systems, warmup, repeat, wanted_s
             row.update(status="wrong", check=str(err).strip())
             print(f"  {system:22s} WRONG RESULT: {str(err).strip()}")
         print(f"  {system:22s} first call {row['first_call_ms']:9.1f} ms   {row.get('check', '')}")
+        if system == SCANOPT_NUMBA and row.get("note"):
+            print(f"    note: {row['note']}")
         runs[system] = run
         for _ in range(warmup):
             run()
@@ -725,7 +886,8 @@ def main(argv=None):
                              "repeated; 'compile' selects the compile-latency measurement)")
     parser.add_argument("--systems", default="", metavar="NAMES",
                         help="comma-separated words: run only systems whose name contains one "
-                             "(the plain loop always runs), e.g. --systems scanopt,hand")
+                             "and none of the words written -word (the plain loop always runs), "
+                             "e.g. --systems scanopt,hand,-numba")
     parser.add_argument("--json", default=str(DEFAULT_JSON), metavar="PATH",
                         help=f"where to write the results (default {DEFAULT_JSON})")
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)

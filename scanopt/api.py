@@ -31,7 +31,7 @@ from scanopt import arguments, cache
 from scanopt.errors import ScanError, ScanValueError, SourceLocation
 from scanopt.signature import ParameterValueNeeded, StaticVal, signature_of
 
-_BACKENDS = ("numpy", "cupy")
+_BACKENDS = ("numpy", "cupy", "numba")
 
 
 @dataclass

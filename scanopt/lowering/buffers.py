@@ -91,6 +91,9 @@ class BufferPlan:
     folded: set[Operation] = field(default_factory=set)
     # carries kept without a history (keep="last"): output index → names of their two buffers
     pingpong: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # views in a loop body of a workspace buffer (a static slice, a transpose): the same array
+    # in every step, so the emitter makes them once, before the loop
+    fixed_views: set[Operation] = field(default_factory=set)
 
 
 def supports_out(op: Operation) -> bool:
@@ -178,6 +181,12 @@ class _Planner:
                 storage = self.storage.get(self._root(value))
                 if k in self.carries and storage is not None and storage[0] in ("buffer", "chunk"):
                     self.plan.copy_carries.add(k)
+        if isinstance(loop, scan.LoopOp):
+            for op in self.ops:
+                if is_view(op) and not isinstance(op, scan.ReshapeOp) and \
+                        not (isinstance(op, scan.IndexOp) and op.indices) and \
+                        self.storage.get(self._root(op.results[0]), ("",))[0] == "buffer":
+                    self.plan.fixed_views.add(op)
         self._name_buffers()
 
     def _name_buffers(self) -> None:

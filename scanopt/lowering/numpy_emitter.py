@@ -41,6 +41,8 @@ _PY_BINOPS = {"add": ast.Add, "subtract": ast.Sub, "multiply": ast.Mult,
 _PY_COMPARES = {"equal": ast.Eq, "not_equal": ast.NotEq, "less": ast.Lt, "less_equal": ast.LtE,
                 "greater": ast.Gt, "greater_equal": ast.GtE}
 _NP_NAMES = {"absolute": "abs"}
+# ufuncs whose output must be passed as out= (NumPy 2 deprecates a third positional argument)
+_KEYWORD_OUT = frozenset({"maximum", "minimum"})
 # Names the generated module looks up globally: numpy, the builtins it calls, and the helpers of
 # the first function (later functions' helpers take suffixed names). No function and no variable
 # may take one of them, nor one of the generated function's own variables.
@@ -53,11 +55,34 @@ PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
 _SYMBOLS: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("symbols", default={})
 UNTIL_FIRST_ROWS = 256  # histories of a loop that may stop early start with this many rows
 UNTIL_FIRST_CHUNK = 16  # and it pre-draws random numbers for this many steps first
+# OpenBLAS (NumPy's BLAS) runs a GEMM of at most 100**3 multiply-adds with its small-matrix
+# kernel on AVX-512 machines, unpacked and single-threaded; above that it packs the operands,
+# which for a step's few rows costs more than the arithmetic (16x128 @ 128x512: 20 us as one
+# GEMM, 12 us as two of 256 columns, on the development machine).
+BLAS_SMALL_MNK = 1_000_000
+# Measured with 1 and 2 threads: 1.2-3x faster for up to 16 rows, mixed for 32, slower for
+# 64; within 7% either way with OpenBLAS's Haswell kernel (AVX2 machines), which has no
+# small-matrix kernel.
+MATMUL_MAX_ROWS = 16
+
+
+def matmul_blocks(m: int, k: int, n: int) -> int:
+    """Into how many column blocks a step's ``(m, k) @ (k, n)`` is split: 1 (no split) unless
+    the product is above the small-matrix limit and 2 to 4 blocks of a multiple of 16 columns
+    bring each under it."""
+    if m > MATMUL_MAX_ROWS or m * k * n <= BLAS_SMALL_MNK:
+        return 1
+    for blocks in (2, 3, 4):
+        width, rest = divmod(n, blocks)
+        if not rest and width % 16 == 0 and m * k * width <= BLAS_SMALL_MNK:
+            return blocks
+    return 1
 
 
 def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = False,
                       reserved: Iterable[str] = (),
-                      extra: Callable[[list[str]], list[ast.stmt]] | None = None) -> str:
+                      extra: Callable[[list[str]], list[ast.stmt]] | None = None,
+                      numba: list[str] | None = None, matmul_blocks: bool = False) -> str:
     """The source text of a module defining one function per ``func.func`` in ``module``.
 
     With ``buffers``, temporaries are written with ``out=`` into arrays allocated once and reused
@@ -69,6 +94,14 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
 
     ``reserved``: more module-level names no function may take; ``extra(function_names)``: more
     statements for the end of the module (an ahead-of-time build's ``run``).
+
+    ``matmul_blocks``: a step's matmul just above the BLAS's small-matrix limit is written as
+    column blocks (``matmul_blocks()``); the BLAS may then round differently, so not for
+    ``exact_random=True``.
+
+    ``numba`` (a list): loops that ``numba_emitter.lower_loop`` accepts run as one function
+    compiled by numba (``backend="numba"``); why each other loop stays NumPy code is appended
+    to the list.
     """
     body: list[ast.stmt] = []
     if header:
@@ -77,7 +110,7 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
     module_names = _Namer((*_GLOBALS, _WORKSPACE, _SPARE))
     reserved = set(reserved)
     functions = [op for op in module.ops if isinstance(op, func.FuncOp)]
-    needs_grow_helper = False
+    needs_grow_helper = needs_numba = False
     for k, op in enumerate(functions):
         helpers = (_WORKSPACE, _SPARE) if k == 0 else \
             (module_names.fresh(_WORKSPACE), module_names.fresh(_SPARE))
@@ -90,12 +123,19 @@ def emit_numpy_module(module: ModuleOp, *, header: str = "", buffers: bool = Fal
         if name != op.sym_name.data:
             op.sym_name = StringAttr(name)
         emitter = _FunctionEmitter(op, buffers=buffers, helpers=helpers,
-                                   taken=module_names.taken)
+                                   taken=module_names.taken,
+                                   numba=(module_names, numba) if numba is not None else None,
+                                   matmul_blocks=matmul_blocks)
         body.extend(emitter.emit())
         needs_grow_helper |= emitter.needs_grow_helper
+        needs_numba |= emitter.compiled_loops
+    after_import = body.index(next(s for s in body if isinstance(s, ast.Import))) + 1
     if needs_grow_helper:
-        body[body.index(next(s for s in body if isinstance(s, ast.Import))) + 1:0] = \
-            _grown_helper()
+        body[after_import:after_import] = _grown_helper()
+    if needs_numba:
+        from scanopt.lowering.numba_emitter import helpers as numba_helpers
+
+        body[after_import:after_import] = numba_helpers()
     if extra is not None:
         body.extend(extra([op.sym_name.data for op in functions]))
     tree = ast.Module(body=body, type_ignores=[])
@@ -125,8 +165,9 @@ def _render(tree: ast.Module) -> str:
             comment = node.value.value[len(_COMMENT_MARKER):]
             lines[node.lineno - 1] = f"{' ' * node.col_offset}# {comment}"
     for node in reparsed.body[1:]:
-        if isinstance(node, ast.Import | ast.FunctionDef) and lines[node.lineno - 2] != "":
-            blank_before.add(node.lineno - 1)
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        if isinstance(node, ast.Import | ast.FunctionDef) and lines[first - 2] != "":
+            blank_before.add(first - 1)
     out: list[str] = []
     for k, line in enumerate(lines):
         if k in blank_before:
@@ -176,8 +217,16 @@ class _Namer:
 
 class _FunctionEmitter:
     def __init__(self, function: func.FuncOp, buffers: bool = False,
-                 helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = ()):
+                 helpers: tuple[str, str] = (_WORKSPACE, _SPARE), taken: Iterable[str] = (),
+                 numba: tuple[_Namer, list[str]] | None = None, matmul_blocks: bool = False):
         self.function = function
+        self.blocks = matmul_blocks
+        # backend="numba": the module's namer (for the compiled functions' names) and the list
+        # of reasons why a loop stays NumPy code; the loops compiled, by loop op
+        self.numba = numba
+        self.compiled: dict[scan.LoopOp, object] = {}
+        self.not_compiled: dict[scan.LoopOp, str] = {}
+        self.compiled_loops = False
         self.workspace, self.spare = helpers  # the names of this function's workspace helpers
         # Every module-level name stays visible inside: no variable shadows one.
         self.namer = _Namer({*_GLOBALS, *_LOCALS, *helpers, *taken})
@@ -187,6 +236,8 @@ class _FunctionEmitter:
         self.plan = BufferPlan()
         self.needs_grow_helper = False
         self.index_name = "t"  # the step index of the loop being emitted (t_1 in a nested one)
+        # statements the planned loop's body makes once, before the loop (None outside it)
+        self.hoisted: list[ast.stmt] | None = None
         self.histories: list[str | None] = []
         # Built ahead of time with symbolic dimensions: name → the sentinel size standing for it.
         symbols = function.attributes.get(SYMBOLS)
@@ -207,6 +258,8 @@ class _FunctionEmitter:
         if self.use_buffers:
             plan_block(block, self.plan, self.namer)
             for op in block.ops:
+                if isinstance(op, scan.LoopOp) and self._compile_with_numba(op):
+                    continue  # its step is not NumPy code
                 if isinstance(op, scan.LoopOp):
                     last = set(op.last_indices())
                     plan_block(op.block, self.plan, self.namer,
@@ -229,6 +282,7 @@ class _FunctionEmitter:
                 prologue.append(ast.Assign([ast.Name(name, ast.Store())], ast.Subscript(
                     ast.Name("work", ast.Load()), ast.Constant(name), ast.Load())))
             module_level = self._workspace_helper()
+        module_level.extend(lowered.kernel for lowered in self.compiled.values())
         function = ast.FunctionDef(
             name=self.function.sym_name.data,
             args=ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[],
@@ -237,6 +291,58 @@ class _FunctionEmitter:
             decorator_list=[], returns=None, type_params=[],
         )
         return [*module_level, function]
+
+    def _compile_with_numba(self, loop: scan.LoopOp) -> bool:
+        """backend="numba": whether ``loop`` runs as one compiled function (else why not is
+        reported)."""
+        if self.numba is None or self.symbols:
+            return False
+        from scanopt.lowering.numba_emitter import lower_loop
+
+        module_names, reasons = self.numba
+        last = set(loop.last_indices())
+        lowered = lower_loop(loop, module_names.fresh("_compiled_steps"),
+                             [k not in last for k in range(len(loop.outs))])
+        if isinstance(lowered, str):
+            reasons.append(lowered)
+            self.not_compiled[loop] = lowered
+            return False
+        self.compiled[loop] = lowered
+        self.compiled_loops = True
+        return True
+
+    def _call_compiled(self, loop: scan.LoopOp, histories: list[str | None],
+                       n_steps: ast.expr) -> list[ast.stmt]:
+        """The call of the compiled function that runs every step of ``loop``."""
+        lowered = self.compiled[loop]
+
+        def contiguous(value: SSAValue) -> ast.expr:
+            return _np_call("ascontiguousarray", [self._use(value)])
+
+        arguments: list[ast.expr] = []
+        for argument in lowered.arguments:
+            if argument.kind == "sequence":
+                arguments.append(contiguous(loop.sequences[argument.index]))
+            elif argument.kind == "sequence_base":
+                arguments.append(contiguous(loop.sequences[argument.index].owner.operands[0]))
+            elif argument.kind == "history":
+                arguments.append(ast.Name(histories[argument.index], ast.Load()))
+            elif argument.kind == "init":
+                arguments.append(contiguous(loop.inits[argument.index]))
+            elif argument.kind == "param":
+                arguments.append(self._use(loop.non_seqs[argument.index]))
+            elif argument.kind == "block" and argument.columns is None:  # a whole weight
+                arguments.append(contiguous(loop.non_seqs[argument.index]))
+            elif argument.kind == "block":
+                start, stop = argument.columns
+                arguments.append(_np_call("ascontiguousarray", [ast.Subscript(
+                    self._use(loop.non_seqs[argument.index]),
+                    ast.Tuple([ast.Slice(), ast.Slice(ast.Constant(start), ast.Constant(stop))],
+                              ast.Load()), ast.Load())]))
+            else:
+                arguments.append(n_steps)
+        return [_comment("Every step at once, compiled by numba (the function above)."),
+                ast.Expr(_call(lowered.name, arguments))]
 
     def _symbol_sizes(self, block) -> list[ast.stmt]:
         """``B = X.shape[1]``: each symbolic dimension's size, from an argument that has it."""
@@ -351,6 +457,11 @@ class _FunctionEmitter:
             return []
         expr = self._expression(op)
         result = op.results[0]
+        if op in self.plan.fixed_views and self.hoisted is not None:
+            # A view of a workspace array: the same array every step, made before the loop.
+            target = self.namer.name(result, _default_name(op))
+            self.hoisted.append(ast.Assign([ast.Name(target, ast.Store())], expr))
+            return []
         if self._inlinable(op):
             self.inline[result] = expr
             return []
@@ -381,14 +492,65 @@ class _FunctionEmitter:
             name = target.buffer
             self.namer.names[result] = name
         destination = ast.Name(name, ast.Load())
+        blocks = self._matmul_in_blocks(op, destination, fixed=target.kind == "buffer")
+        if blocks is not None:
+            out.extend(blocks)
+            return out
         out.append(ast.Expr(self._out_call(op, destination)))
         return out
+
+    def _matmul_in_blocks(self, op: Operation, destination: ast.Name,
+                          fixed: bool) -> list[ast.stmt] | None:
+        """A step's ``h @ U`` (``U`` invariant) as column blocks small enough for the BLAS's
+        small-matrix kernel, when one GEMM would be just above its limit (``matmul_blocks``);
+        the blocks of ``U``, and of the output when it is a workspace array, are views made
+        before the loop. None: one call."""
+        if not self.blocks or self.hoisted is None or self.symbols or \
+                not isinstance(op, scan.MatmulOp):
+            return None
+        loop = op.parent_op()
+        lhs, rhs = aval_of(op.lhs.type).shape, aval_of(op.rhs.type).shape
+        if len(lhs) != 2 or len(rhs) != 2 or not isinstance(loop, scan.LoopOp) or \
+                op.rhs not in loop.param_args:
+            return None
+        blocks = matmul_blocks(lhs[0], lhs[1], rhs[1])
+        if blocks == 1:
+            return None
+        width = rhs[1] // blocks
+        rhs_name = self._use(op.rhs)
+        assert isinstance(rhs_name, ast.Name)
+        statements: list[ast.stmt] = [_comment(
+            f"{rhs_name.id} in {blocks} blocks of {width} columns: {lhs[0]}x{lhs[1]}x{width} "
+            "products fit the BLAS's small-matrix kernel")]
+        for j in range(blocks):
+            columns = ast.Tuple([ast.Slice(), ast.Slice(ast.Constant(j * width),
+                                                        ast.Constant((j + 1) * width))],
+                                ast.Load())
+            rhs_block = self.namer.fresh(f"{rhs_name.id}_{j}")
+            self.hoisted.append(ast.Assign([ast.Name(rhs_block, ast.Store())],
+                                           ast.Subscript(rhs_name, columns, ast.Load())))
+            out_block: ast.expr = ast.Subscript(destination, columns, ast.Load())
+            if fixed:
+                name = self.namer.fresh(f"{destination.id}_{j}")
+                self.hoisted.append(ast.Assign([ast.Name(name, ast.Store())], out_block))
+                out_block = ast.Name(name, ast.Load())
+            statements.append(ast.Expr(self._ufunc_call(
+                "matmul", [self._use(op.lhs), ast.Name(rhs_block, ast.Load())], out_block)))
+        return statements
+
+    def _ufunc_call(self, name: str, operands: list[ast.expr], destination: ast.expr) -> ast.Call:
+        """``np.name(*operands, out=destination)``; in the step loop the output is passed as the
+        last positional argument, which NumPy parses faster than the keyword (about 0.1 us a
+        call, a few percent of a small cell's step)."""
+        if self.hoisted is not None and name not in _KEYWORD_OUT:
+            return _np_call(name, [*operands, destination])
+        return _np_call(name, operands, out=destination)
 
     def _out_call(self, op: Operation, destination: ast.expr) -> ast.expr:
         operands = [self._use(v) for v in op.operands]
         if isinstance(op, scan.ElementwiseOp):
             name = {"true_divide": "divide"}.get(op.NUMPY_NAME, op.NUMPY_NAME)
-            return _np_call(name, operands, out=destination)
+            return self._ufunc_call(name, operands, destination)
         if isinstance(op, scan.MatmulOp):
             lhs_shape = aval_of(op.lhs.type).shape
             if len(lhs_shape) >= 3 and len(aval_of(op.rhs.type).shape) == 2:
@@ -398,7 +560,7 @@ class _FunctionEmitter:
                                     [_int_literal(-1),
                                      _dim_expr(aval_of(op.result.type).shape[-1])], [])
                 return _np_call("matmul", [rows, operands[1]], out=flat_out)
-            return _np_call("matmul", operands, out=destination)
+            return self._ufunc_call("matmul", operands, destination)
         if isinstance(op, scan.ReduceOp | scan.ConcatOp | scan.StackOp | scan.ClipOp):
             call = self._expression(op)
             assert isinstance(call, ast.Call)
@@ -498,12 +660,6 @@ class _FunctionEmitter:
             steps_run = self.namer.fresh("steps_run")
             out.append(_comment("The loop stops after the first step whose until(...) holds."))
             out.append(ast.Assign([ast.Name(steps_run, ast.Store())], n_steps))
-        # Carries start from their initial values.
-        carry_names = []
-        for init, arg in zip(loop.inits, loop.carry_args):
-            name = self.namer.name(arg)
-            carry_names.append(name)
-            out.append(ast.Assign([ast.Name(name, ast.Store())], self._use(init)))
         for outer, arg in zip(loop.non_seqs, loop.param_args):
             # Non-sequences are the same objects inside: share the name.
             self.namer.names[arg] = self.namer.name(outer) if outer not in self.inline else \
@@ -511,6 +667,20 @@ class _FunctionEmitter:
             if outer in self.inline:
                 out.append(ast.Assign([ast.Name(self.namer.names[arg], ast.Store())],
                                       self.inline[outer]))
+        if loop in self.compiled:
+            out.extend(self._call_compiled(loop, histories, n_steps))
+            for result, name in zip(loop.outs, histories):
+                self.namer.names[result] = name
+            return out
+        if loop in self.not_compiled:
+            out.append(_comment(f"backend=\"numba\": this loop runs as NumPy code: "
+                                f"{self.not_compiled[loop]}."))
+        # Carries start from their initial values.
+        carry_names = []
+        for init, arg in zip(loop.inits, loop.carry_args):
+            name = self.namer.name(arg)
+            carry_names.append(name)
+            out.append(ast.Assign([ast.Name(name, ast.Store())], self._use(init)))
         index = ast.Name(self.index_name, ast.Load())
         inner: list[ast.stmt] = []
         predraws = [(seq, arg) for seq, arg in zip(loop.sequences, loop.seq_args)
@@ -535,10 +705,23 @@ class _FunctionEmitter:
                 position = ast.BinOp(position, ast.Add(), ast.Constant(offset))
             inner.append(ast.Assign([ast.Name(self.namer.name(arg), ast.Store())],
                                     ast.Subscript(self._use(seq), position, ast.Load())))
-        for op in body.ops:
-            if op is yield_op:
-                continue
-            inner.extend(self._op(op))
+        # Only the planned loop hoists (a nested loop's body, or one without the buffer plan,
+        # is emitted as it is).
+        outer_hoisted, self.hoisted = self.hoisted, [] if planned and self.use_buffers else None
+        try:
+            for op in body.ops:
+                if op is yield_op:
+                    continue
+                inner.extend(self._op(op))
+            hoisted = self.hoisted or []
+        finally:
+            self.hoisted = outer_hoisted
+        if hoisted:
+            out.append(_comment("Views of the weights and of the step's workspace arrays, made "
+                                "once."))
+            out.extend(hoisted)
+        if planned and any(op in self.plan.targets for op in body.ops):
+            out.append(_comment("In the loop, each NumPy call's last argument is its out= array."))
         yielded = [self._use(v) for v in yield_op.values]
         for k, (name, value) in enumerate(zip(histories, yielded)):
             if k in in_history:

@@ -22,6 +22,15 @@ EXACT_PIPELINE = ("canonicalize", "cse", "scan-licm{exact}", "scan-fuse-slices",
                   "dce")
 # Backends that run a step's fused regions as kernels (CuPy) append this to either pipeline.
 FUSE_REGIONS = ("scan-fuse-regions",)
+# The NumPy backend's rewrites of a step's elementwise work, measured on NumPy: fewer passes
+# over each step's arrays. They change rounding, so they are not in EXACT_PIPELINE. They run
+# once scan-fuse-slices has made the gate block, and before scan-licm and scan-push-out-seq,
+# which then compute the scaled weights once (the second scan-fuse-slices merges the gates'
+# tanh with the sigmoids' once they read the same block).
+NUMPY_REWRITES = ("dce", "scan-sigmoid-tanh", "scan-fold-scale", "dce", "scan-fuse-slices",
+                  "scan-lerp")
+_AFTER_SLICES = PIPELINE.index("scan-fuse-slices") + 1
+NUMPY_PIPELINE = PIPELINE[:_AFTER_SLICES] + NUMPY_REWRITES + PIPELINE[_AFTER_SLICES:]
 
 
 def get_all_passes() -> dict[str, Callable[[], type]]:
@@ -69,6 +78,9 @@ def get_all_passes() -> dict[str, Callable[[], type]]:
         "scan-sink-outputs": _scan("scan_sink_outputs", "ScanSinkOutputsPass"),
         "scan-fast-random": _scan("scan_fast_random", "ScanFastRandomPass"),
         "scan-fuse-regions": _scan("scan_fuse_regions", "ScanFuseRegionsPass"),
+        "scan-sigmoid-tanh": _scan("scan_sigmoid_tanh", "ScanSigmoidTanhPass"),
+        "scan-fold-scale": _scan("scan_fold_scale", "ScanFoldScalePass"),
+        "scan-lerp": _scan("scan_lerp", "ScanLerpPass"),
         "convert-scan-to-upstream": _convert_scan_to_upstream,
     }
 
