@@ -15,9 +15,11 @@ __version__ = "0.1.0"
 from scanopt.api import (StepFunction, cache_info, carry_scan, clear_cache, explain, scan,
                          step, until)
 from scanopt.aot import build
-from scanopt.errors import ScanError, ScanTypeError, ScanValueError, UnsupportedSyntax
+from scanopt.errors import (NumbaWarning, ScanError, ScanTypeError, ScanValueError,
+                            UnsupportedSyntax)
 
 __all__ = [
+    "NumbaWarning",
     "ScanError",
     "ScanTypeError",
     "ScanValueError",

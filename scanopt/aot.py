@@ -91,13 +91,19 @@ def build_stage(fn, stage: str, sequences=None, outputs_info=None, non_sequences
 
 
 def _check_backend(backend: str, symbols: dict | None = None) -> None:
-    if backend not in ("numpy", "cupy"):
+    if backend not in ("numpy", "cupy", "numba"):
         raise ScanValueError(f"ahead-of-time builds for backend {backend!r} are not available",
-                             hint="Build with backend='numpy' or 'cupy'.")
-    if backend == "cupy" and symbols:
+                             hint="Build with backend='numpy', 'numba' or 'cupy'.")
+    if backend == "numba":
+        from scanopt.lowering.numba_emitter import require_numba
+
+        require_numba()
+    if backend in ("cupy", "numba") and symbols:
+        what = "a CuPy module's kernels are" if backend == "cupy" else \
+            "a numba module's compiled loops are"
         raise ScanValueError(
-            f"a CuPy module is built for fixed sizes: give {', '.join(symbols)} integer sizes",
-            hint="Its kernels are generated for the shapes (a symbol for the sequences' first "
+            f"{what} built for fixed sizes: give {', '.join(symbols)} integer sizes",
+            hint="They are generated for the shapes (a symbol for the sequences' first "
                  "dimension, such as T, is fine); the NumPy backend takes symbolic sizes.")
 
 
@@ -139,8 +145,19 @@ def _build(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *,
 
         return emit_cupy_module(built.module, header=header.replace(_NUMPY_HEADER, HEADER),
                                 reserved=reserved, extra=run)
+    if backend == "numba" and not exact_random:
+        from scanopt.cli import _NUMPY_HEADER
+        from scanopt.lowering.numba_emitter import HEADER, warn_not_compiled
+
+        not_compiled: list[str] = []
+        source = emit_numpy_module(built.module, header=header.replace(_NUMPY_HEADER, HEADER),
+                                   buffers=optimize, reserved=reserved, extra=run,
+                                   numba=not_compiled, matmul_blocks=True)
+        warn_not_compiled(not_compiled, getattr(fn, "__name__", "step"))
+        return source
+    # NumPy (also backend="numba" with exact_random=True, as scanopt.scan runs it).
     return emit_numpy_module(built.module, header=header, buffers=optimize, reserved=reserved,
-                             extra=run)
+                             extra=run, matmul_blocks=not exact_random)
 
 
 def _arguments(fn, sequences, outputs_info, non_sequences) -> list[Argument]:

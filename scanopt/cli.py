@@ -158,9 +158,10 @@ def _parser() -> argparse.ArgumentParser:
                             "the generated module (default); mlir: upstream MLIR "
                             "(func/scf/tensor/linalg/arith/math) of the optimised loop; "
                             "explain: what each pass did")
-    build.add_argument("--backend", choices=("numpy", "cupy"), default=None,
-                       help="the module to generate: numpy (default) or cupy (CUDA kernels for "
-                            "the GPU; writing it needs no GPU and no CuPy)")
+    build.add_argument("--backend", choices=("numpy", "numba", "cupy"), default=None,
+                       help="the module to generate: numpy (default), numba (its loops "
+                            "compiled by numba when first run; needs the numba extra) or cupy "
+                            "(CUDA kernels for the GPU; writing it needs no GPU and no CuPy)")
     build.add_argument("--show-ir", action="store_true",
                        help="with --emit=explain: add the IR after the frontend and every pass")
     build.set_defaults(run=_run_build)
@@ -555,8 +556,18 @@ def _stage_text(fn: Callable, call, options: dict[str, Any], stage: str, *,
 
         return emit_cupy_module(built.module, header=build_header(fn, command).replace(
             _NUMPY_HEADER, HEADER))
+    if backend == "numba" and not exact_random:
+        from scanopt.lowering.numba_emitter import HEADER, require_numba, warn_not_compiled
+
+        require_numba()
+        not_compiled: list[str] = []
+        source = emit_numpy_module(built.module, header=build_header(fn, command).replace(
+            _NUMPY_HEADER, HEADER), buffers=optimize, numba=not_compiled, matmul_blocks=True)
+        warn_not_compiled(not_compiled, getattr(fn, "__name__", "step"))
+        return source
+    # NumPy (also backend="numba" with exact_random=True, as scanopt.scan runs it).
     return emit_numpy_module(built.module, header=build_header(fn, command),
-                             buffers=optimize)
+                             buffers=optimize, matmul_blocks=not exact_random)
 
 
 def step_source_sha256(fn: Callable) -> str:
@@ -594,15 +605,21 @@ def build_header(fn: Callable, command: str = "") -> str:
 
 
 def _run_passes(args) -> int:
-    from scanopt.transforms import EXACT_PIPELINE, FAST_RANDOM, PIPELINE, get_all_passes
+    from scanopt.compiler import passes_for
+    from scanopt.transforms import get_all_passes
 
     registry = get_all_passes()
     width = max(map(len, registry))
     lines = [f"{name:<{width}}  {pass_summary(name, get)}" for name, get in registry.items()]
-    lines += ["", "default pipeline (scanopt.scan):", "  " + ",".join(PIPELINE),
-              "then, unless exact_random=True:", "  " + ",".join(FAST_RANDOM),
-              "", "with exact_random=True (bit-for-bit the plain loop's numbers):",
-              "  " + ",".join(EXACT_PIPELINE)]
+    pipelines = [
+        ("default pipeline (scanopt.scan; backend numpy or numba):", passes_for()),
+        ("with backend=\"cupy\" (pre-draws every step's random numbers, fuses kernels):",
+         passes_for(backend="cupy")),
+        ("with exact_random=True (bit-for-bit the plain loop's numbers; cupy adds "
+         "scan-fuse-regions):", passes_for(exact_random=True)),
+    ]
+    for title, passes in pipelines:
+        lines += ["", title, "  " + ",".join(passes)]
     print("\n".join(lines))
     return 0
 

@@ -71,3 +71,9 @@ class ScanTypeError(ScanError):
 
 class ScanValueError(ScanError):
     """A bad argument value: n_steps, the number of returned values, ..."""
+
+
+class NumbaWarning(UserWarning):
+    """backend="numba" left a loop as NumPy code (the message says why); its results are still
+    the plain loop's. ``warnings.simplefilter("error", scanopt.NumbaWarning)`` makes it an
+    error."""

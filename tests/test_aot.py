@@ -303,6 +303,32 @@ def test_cupy_module_built_from_types_runs_on_the_cpu_stand_in(tmp_path):
             run(args[0], np.zeros((3, 4), np.float32), *args[2:])
 
 
+def test_numba_module_built_from_types_compiles_its_loop(tmp_path):
+    """backend="numba": fixed sizes but the sequences' length, as for CuPy; the module's loop is
+    one numba-compiled function and matches the plain loop."""
+    pytest.importorskip("numba")
+    signature = dict(
+        sequences={"X": "f32[T,2,3]"}, outputs_info={"h0": "f32[2,4]", "c0": "f32[2,4]"},
+        non_sequences={**{f"W_{g}": "f32[3,4]" for g in "ifco"},
+                       **{f"U_{g}": "f32[4,4]" for g in "ifco"},
+                       **{f"b_{g}": "f32[4]" for g in "ifco"}})
+    path = str(tmp_path / "lstm_numba.py")
+    source = scanopt.build(lstm_step, **signature, backend="numba", path=path)
+    assert "import numba" in source and "@numba.njit" in source
+    assert "import scanopt" not in source and "def run(" in source
+    with pytest.raises(scanopt.ScanValueError, match="numba module's compiled loops are built "
+                                                     "for fixed sizes: give B, I, H"):
+        scanopt.build(lstm_step, **LSTM_SIGNATURE, backend="numba")
+    run = load(path).run
+    for T in (5, 1):
+        args = lstm_args(np.random.default_rng(T), T, 2, 3, 4)
+        assert_matches(list(run(*args)), plain_loop(lstm_step, args[0], args[1:3], args[3:]),
+                       rtol=1e-4, atol=1e-5)
+    # exact_random=True: the plain loop's numbers, so NumPy code (as scanopt.scan runs it).
+    exact = scanopt.build(lstm_step, **signature, backend="numba", exact_random=True)
+    assert "numba" not in exact
+
+
 def branches(x_t, h, flag):
     if flag:
         return h + x_t

@@ -148,7 +148,8 @@ def test_no_command_prints_usage():
 
 
 def test_passes_lists_every_registered_pass():
-    from scanopt.transforms import FAST_RANDOM, PIPELINE, get_all_passes
+    from scanopt.compiler import passes_for
+    from scanopt.transforms import get_all_passes
 
     result = run_cli("passes")
     assert result.returncode == 0, result.stderr
@@ -158,8 +159,10 @@ def test_passes_lists_every_registered_pass():
         assert len(lines[name].split(None, 1)[1]) > 10  # a summary, not just the name
     assert "move work that is the same in every step out of the loop" in lines["scan-licm"]
     assert "``" not in result.stdout
-    assert ",".join(PIPELINE) in result.stdout
-    assert ",".join(FAST_RANDOM) in result.stdout
+    # The pipelines scanopt.scan really runs, as the compiler chooses them.
+    assert ",".join(passes_for()) in result.stdout
+    assert ",".join(passes_for(backend="cupy")) in result.stdout
+    assert ",".join(passes_for(exact_random=True)) in result.stdout
 
 
 @pytest.mark.skipif(shutil.which("scanopt") is None, reason="the console script is not installed")
@@ -300,6 +303,17 @@ def test_opt_writes_output_file(tmp_path):
 # build
 
 
+def check_built_elman(built, seed: int) -> None:
+    """The built module's ``step`` (the rnn.py script's loop) matches the plain loop."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((7, 2, 3)).astype(np.float32)
+    h0 = rng.standard_normal((2, 4)).astype(np.float32)
+    W, U = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    np.testing.assert_allclose(built.step(X, h0, W, U, b, len(X)), plain_elman(X, h0, W, U, b),
+                               rtol=2e-5, atol=1e-5)
+
+
 def test_build_writes_a_standalone_stamped_module(script, tmp_path):
     out = tmp_path / "elman_built.py"
     result = run_cli("build", str(script), "--call", "elman", "-o", str(out))
@@ -318,14 +332,7 @@ def test_build_writes_a_standalone_stamped_module(script, tmp_path):
     imported = [a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                 for a in n.names]
     assert imported == ["numpy"]
-    built = load_module(out)
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((7, 2, 3)).astype(np.float32)
-    h0 = rng.standard_normal((2, 4)).astype(np.float32)
-    W, U = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
-    b = rng.standard_normal(4).astype(np.float32)
-    np.testing.assert_allclose(built.step(X, h0, W, U, b, len(X)), plain_elman(X, h0, W, U, b),
-                               rtol=2e-5, atol=1e-5)
+    check_built_elman(load_module(out), seed=3)
 
     # deterministic: building again gives the same bytes, and --emit=numpy prints them
     again = tmp_path / "again.py"
@@ -333,6 +340,16 @@ def test_build_writes_a_standalone_stamped_module(script, tmp_path):
     assert again.read_bytes() == out.read_bytes()
     printed = run_cli("build", str(script), "--call", "elman", "--emit=numpy")
     assert printed.stdout == source
+
+
+def test_build_backend_numba_writes_a_compiled_module(script, tmp_path):
+    pytest.importorskip("numba")
+    out = tmp_path / "elman_jit.py"
+    result = run_cli("build", str(script), "--call", "elman", "--backend", "numba", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    source = out.read_text()
+    assert "import numba" in source and "@numba.njit" in source
+    check_built_elman(load_module(out), seed=4)
 
 
 def test_build_header_hash_is_that_of_inspect_getsource(script):

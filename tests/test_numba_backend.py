@@ -26,7 +26,7 @@ from cupy_cases import elman_args, elman_step, gru_args, gru_step, lstm_args, ls
 if importlib.util.find_spec("numba") is None:
     pytest.skip("numba is not installed (pip install 'scanopt[numba]')", allow_module_level=True)
 
-from scanopt.lowering.numba_emitter import NumbaWarning  # noqa: E402
+from scanopt import NumbaWarning  # noqa: E402
 from test_hypothesis_gates import gated_programs, run_case  # noqa: E402
 
 F32, F64 = np.float32, np.float64

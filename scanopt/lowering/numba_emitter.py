@@ -32,6 +32,7 @@ from xdsl.dialects.builtin import TensorType, f32, f64
 from xdsl.ir import Operation, SSAValue
 
 from scanopt.dialects import scan
+from scanopt.errors import NumbaWarning
 from scanopt.transforms.loop_utils import stages
 from scanopt.transforms.scan_fuse_regions import fusible
 
@@ -119,8 +120,6 @@ class NumbaLoop:
     kernel: ast.FunctionDef
 
 
-class NumbaWarning(UserWarning):
-    """backend="numba" left a loop as NumPy code (the message says why)."""
 
 
 def require_numba() -> None:
