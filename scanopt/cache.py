@@ -9,6 +9,9 @@ imports xDSL or ``scanopt.compiler``, so a call served from disk does not either
 The layout under :func:`cache_root`::
 
     generated/scanopt_generated_<sha256[:24]>.py   generated modules, named by their content
+    generated/__pycache__/scanopt_generated_<...>.<function>-<line>.py<XY>[.N].nbi|nbc
+                                                   numba's cache of a module's compiled
+                                                   functions (backend="numba")
     index/<key>.json                               one entry per key (see below)
     locks/<key[:2]>.lock                           held while compiling and publishing keys
                                                    starting with those two hex digits
@@ -36,8 +39,12 @@ a load checks them against the live objects, as the in-memory cache does.
 
 An entry is JSON, version first: the module's file name and sha256, the function to call in it,
 the output count, the guards, and a checksum of all that. The module is read once, checked
-against the sha256 and executed from those very bytes (no ``__pycache__``), so what runs is
-what was hashed. Every file is written to a temporary file and moved into place with
+against the sha256 and executed from those very bytes (no ``.pyc``), so what runs is
+what was hashed. A ``backend="numba"`` module's functions are compiled by numba at their first
+call and kept by numba itself (``cache=True``) beside the module, in ``generated/__pycache__``:
+numba's index checks the module's timestamp and size, numba's version and the CPU, and
+recompiles when any differs. Those files are numba's, not hashed here; they are trusted as the
+directory is (its safety check covers them), count towards the cap, and go with their module. Every file is written to a temporary file and moved into place with
 ``os.replace``; compile-and-publish holds a lock (filelock) so that two processes do not
 compile the same entry at once. An entry that cannot be read, is truncated or does not match its
 hashes is a miss with a :class:`CacheWarning`, then recompiled and rewritten: never a crash.
@@ -81,6 +88,9 @@ _FORMAT = 1  # of the index entries; part of the key
 _LOCK_TIMEOUT_S = 600.0
 _MODULE_NAME = re.compile(r"scanopt_generated_([0-9a-f]{24})\.py")
 _INDEX_NAME = re.compile(r"[0-9a-f]{64}\.json")
+# numba's cache files of a generated module's functions (``cache=True`` keeps them here).
+_NUMBA_DIR = os.path.join("generated", "__pycache__")
+_NUMBA_NAME = re.compile(r"(scanopt_generated_[0-9a-f]{24})\.[\w.-]+\.(nbi|nbc)")
 _SUBDIRS = ("generated", "index", "locks")
 DEFAULT_MAX_BYTES = 256 * 2 ** 20
 # Errors that mean "this directory cannot take more files", not "scanopt has a bug".
@@ -849,16 +859,20 @@ class _Listing:
     entries: list[_File]
     modules: list[_File]
     strays: list[_File]
+    compiled: list[_File]  # numba's cache files, in generated/__pycache__
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in (*self.entries, *self.modules, *self.strays))
+        return sum(f.size for f in (*self.entries, *self.modules, *self.strays, *self.compiled))
 
 
 def _listing(root: str) -> _Listing:
-    listing = _Listing([], [], [])
+    listing = _Listing([], [], [], [])
     for subdir, pattern, files in (("index", _INDEX_NAME, listing.entries),
-                                   ("generated", _MODULE_NAME, listing.modules)):
+                                   ("generated", _MODULE_NAME, listing.modules),
+                                   (_NUMBA_DIR, _NUMBA_NAME, listing.compiled)):
+        if os.path.islink(os.path.join(root, subdir)):
+            continue  # links inside the cache are never followed
         with contextlib.suppress(OSError), os.scandir(os.path.join(root, subdir)) as it:
             for item in it:
                 with contextlib.suppress(OSError):
@@ -869,6 +883,16 @@ def _listing(root: str) -> _Listing:
                     (files if regular else listing.strays).append(
                         _File(item.path, st.st_size, st.st_mtime))
     return listing
+
+
+def _compiled_of(listing: _Listing) -> dict[str, list[_File]]:
+    """Module file name → numba's cache files of its functions."""
+    compiled: dict[str, list[_File]] = {}
+    for item in listing.compiled:
+        match = _NUMBA_NAME.fullmatch(os.path.basename(item.path))
+        assert match is not None
+        compiled.setdefault(match.group(1) + ".py", []).append(item)
+    return compiled
 
 
 def _module_of(entry: _File) -> str | None:
@@ -926,8 +950,9 @@ def _evict(root: str, keep: str) -> tuple[int, int]:
     """Evict least recently used entries until the cache fits its cap, keeping ``keep``.
 
     Returns the bytes left and the number of entries evicted. An entry's module goes with it
-    when no other entry uses it. Modules no entry uses (left by compilations that were not
-    stored) and temporaries older than an hour are evicted too, in the same order.
+    when no other entry uses it, and numba's cache files of the module with the module. Modules
+    no entry uses (left by compilations that were not stored), numba files without their module,
+    and temporaries older than an hour are evicted too, in the same order.
     """
     cap = max_bytes()
     listing = _listing(root)
@@ -939,24 +964,39 @@ def _evict(root: str, keep: str) -> tuple[int, int]:
     for module in module_of.values():
         users[module] = users.get(module, 0) + 1
     modules = {os.path.basename(m.path): m for m in listing.modules}
+    compiled = _compiled_of(listing)
     old = time.time() - _STRAY_AGE_S
     candidates = sorted([*listing.entries,
                          *(m for name, m in modules.items() if not users.get(name)),
+                         *(f for name, files in compiled.items() if name not in modules
+                           for f in files),
                          *(f for f in listing.strays if f.mtime < old)],
                         key=lambda f: f.mtime)
+
+    def remove_module(name: str) -> int:
+        """Bytes freed by removing module ``name`` and numba's files of it."""
+        freed = modules[name].size if _unlink(modules[name].path) else 0
+        return freed + sum(f.size for f in compiled.get(name, ()) if _unlink(f.path))
+
     kept, evicted = _index_path(root, keep), 0
     for item in candidates:
         if total <= cap:
             break
-        if item.path == kept or not _unlink(item.path):
+        if item.path == kept:
+            continue
+        name = os.path.basename(item.path)
+        if item in listing.modules:
+            total -= remove_module(name)
+            continue
+        if not _unlink(item.path):
             continue
         total -= item.size
         if item.path in module_of:
             evicted += 1
             module = module_of[item.path]
             users[module] -= 1
-            if module in modules and not users[module] and _unlink(modules[module].path):
-                total -= modules[module].size
+            if module in modules and not users[module]:
+                total -= remove_module(module)
     return total, evicted
 
 
@@ -1000,7 +1040,7 @@ def clear() -> tuple[int, int]:
     listing = _listing(directory.path)
     _unlink(os.path.join(directory.path, "usage"))  # recounted at the next publish
     entries = freed = 0
-    for item in (*listing.entries, *listing.modules, *listing.strays):
+    for item in (*listing.entries, *listing.modules, *listing.strays, *listing.compiled):
         if _unlink(item.path):
             freed += item.size
             entries += item in listing.entries

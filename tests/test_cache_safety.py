@@ -528,7 +528,9 @@ def present(cache_dir: Path, *keys: str) -> list[bool]:
 
 
 def total_size(cache_dir: Path) -> int:
-    return sum(p.stat().st_size for d in ("index", "generated") for p in (cache_dir / d).iterdir())
+    """Bytes of the entries, modules and numba's files of them (generated/__pycache__)."""
+    return sum(p.stat().st_size for d in ("index", "generated") for p in (cache_dir / d).rglob("*")
+               if p.is_file())
 
 
 def test_least_recently_used_entries_are_evicted_when_publishing(cache_dir, fresh, capsys):
@@ -587,6 +589,41 @@ def test_unused_modules_and_old_temporaries_are_evicted(cache_dir, fresh):
     assert not orphan.exists() and not old_tmp.exists()
     assert new_tmp.exists()  # maybe a write in progress
     assert present(cache_dir, key) == [True]
+
+
+def numba_files(cache_dir: Path, module: str) -> list[Path]:
+    """Files as numba's ``cache=True`` writes them for a function of ``module``."""
+    pycache = cache_dir / "generated" / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    files = [pycache / f"{module[:-3]}._compiled_steps-12.py311.nbi",
+             pycache / f"{module[:-3]}._compiled_steps-12.py311.1.nbc"]
+    for path in files:
+        path.write_bytes(b"\0" * 100)
+    return files
+
+
+def test_numba_cache_files_count_and_go_with_their_module(cache_dir, fresh):
+    a, b = publish(0), publish(1)
+    age(cache_dir, a, 300)
+    age(cache_dir, b, 100)
+    modules = [json.loads((cache_dir / "index" / f"{key}.json").read_text())["module"]
+               for key in (a, b)]
+    a_files, b_files = (numba_files(cache_dir, module) for module in modules)
+    orphans = numba_files(cache_dir, f"scanopt_generated_{'0' * 24}.py")  # module gone
+    assert cache._listing(str(cache_dir)).size == total_size(cache_dir)
+
+    fresh.setenv("SCANOPT_CACHE_MAX_BYTES", str(total_size(cache_dir) - 1))
+    assert cache._evict(str(cache_dir), keep=b) == (total_size(cache_dir), 1)
+    assert present(cache_dir, a, b) == [False, True]
+    assert [p.exists() for p in (*a_files, *b_files, *orphans)] == [False] * 2 + [True] * 4
+
+    fresh.setenv("SCANOPT_CACHE_MAX_BYTES", "1")  # numba files without their module go next
+    assert cache._evict(str(cache_dir), keep=b)[1] == 0
+    assert [p.exists() for p in (*b_files, *orphans)] == [True] * 2 + [False] * 2
+
+    size = total_size(cache_dir)
+    assert cache.clear() == (1, size)
+    assert not [p for p in cache_dir.rglob("*") if p.is_file() and "locks" not in p.parts]
 
 
 def test_publishing_below_the_cap_keeps_a_running_total(cache_dir, fresh):

@@ -268,3 +268,55 @@ def test_non_contiguous_arguments():
     h0 = rng.standard_normal((40, 16)).astype(F32).T
     numba_scan(elman_step, sequences=X, outputs_info=h0,
                non_sequences=[W, U, np.zeros(40, F32)])
+
+
+NUMBA_CACHE_SCRIPT = '''
+import sys
+import numba
+import numpy as np
+import scanopt
+
+
+def step(x_t, h, W, U):
+    return np.tanh(x_t @ W + h @ U)
+
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((5, 3, 4)).astype(np.float32)
+h0 = np.zeros((3, 6), np.float32)
+W, U = (0.5 * rng.standard_normal(s).astype(np.float32) for s in ((4, 6), (6, 6)))
+hs = scanopt.scan(step, sequences=X, outputs_info=h0, non_sequences=[W, U], backend="numba")
+h = h0
+for x_t in X:
+    h = step(x_t, h, W, U)
+assert np.allclose(hs[-1], h, rtol=2e-5, atol=1e-5)
+hits = misses = 0
+for name, module in list(sys.modules.items()):
+    if name.startswith("scanopt_generated_"):
+        for value in vars(module).values():
+            if isinstance(value, numba.core.registry.CPUDispatcher):
+                hits += sum(value.stats.cache_hits.values())
+                misses += sum(value.stats.cache_misses.values())
+print(scanopt.cache_info()["disk_hits"], hits, misses)
+'''
+
+
+def test_compiled_loops_are_kept_on_disk(tmp_path):
+    """A second process served from the disk cache loads numba's compiled function too (numba's
+    own cache beside the module, in generated/__pycache__), instead of compiling it again."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(NUMBA_CACHE_SCRIPT)
+    env = {**os.environ, "SCANOPT_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           env=env, timeout=300, check=False) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    (first_disk_hits, first_hits, first_misses), (disk_hits, hits, misses) = (
+        map(int, run.stdout.split()) for run in runs)
+    assert (first_disk_hits, first_hits) == (0, 0) and first_misses >= 1  # compiled, written
+    assert (disk_hits, misses) == (1, 0) and hits >= 1  # both caches hit: nothing compiled
+    assert list((tmp_path / "cache" / "generated" / "__pycache__").glob("*.nbi"))

@@ -49,7 +49,7 @@ BLAS_THREADS_MNK = 65536 * 4
 # Eigen's generic_fast_tanh_float: tanh(x) = x * P(x**2) / Q(x**2) on |x| <= 7.9053111,
 # +-1 beyond; within 2 ulp of tanh over all float32 (tests/test_numba_backend.py). NaN stays NaN.
 _TANH32_SOURCE = '''
-@numba.njit(error_model="numpy", fastmath={"contract"}, inline="always", cache=False)
+@numba.njit(error_model="numpy", fastmath={"contract"}, inline="always", cache=True)
 def _tanh32(x):
     """tanh of a float32, branch-free (Eigen's rational approximation): it vectorises."""
     y = min(max(x, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
@@ -338,7 +338,7 @@ class _Lowering:
                                                    ast.Load()), [],
                                      [ast.keyword("error_model", ast.Constant("numpy")),
                                       ast.keyword("fastmath", ast.Set([ast.Constant("contract")])),
-                                      ast.keyword("cache", ast.Constant(False))])],
+                                      ast.keyword("cache", ast.Constant(True))])],
             returns=None, type_params=[])
         return NumbaLoop(self.name, self.arguments, kernel)
 
