@@ -149,7 +149,7 @@ def test_tanh32_accuracy():
 
     from scanopt.lowering.numba_emitter import _TANH32_SOURCE
 
-    space = {"np": np, "numba": numba}
+    space = {"np": np, "numba": numba, "_numba_cache": False}
     exec(compile(_TANH32_SOURCE, "<tanh32>", "exec"), space)
     tanh32 = space["_tanh32"]
 
@@ -189,6 +189,18 @@ def test_the_module_imports_numpy_and_numba_only():
                if isinstance(node, ast.Import | ast.ImportFrom)
                for alias in node.names}
     assert imports == {"numpy", "numba"}
+
+
+def test_the_module_text_also_runs_by_exec():
+    """Text run by exec has no file for numba to keep its compiled loop beside: it compiles
+    without caching instead of refusing (numba raises for cache=True there)."""
+    args = elman_args()
+    space: dict = {}
+    exec(compile(loop_source(elman_step, **args), "<scanopt source>", "exec"), space)
+    assert space["_numba_cache"] is False
+    sequence, h0, params = args["sequences"], args["outputs_info"], args["non_sequences"]
+    hs = space["elman_step"](sequence, h0, *params, len(sequence))
+    assert_matches(hs, plain_loop(elman_step, **args))
 
 
 def test_without_numba_the_error_says_what_to_install(monkeypatch):

@@ -39,6 +39,10 @@ from scanopt.transforms.scan_fuse_regions import fusible
 HEADER = ("A NumPy module whose loops run as functions compiled by numba (backend=\"numba\"): "
           "it imports\nnumpy and numba. Edit the step function, not this file.")
 TANH32 = "_tanh32"
+# Whether numba keeps the compiled loops on disk, beside the module: only a module that is a
+# file can (numba refuses cache=True for text run by exec, such as StepFunction.source()).
+NUMBA_CACHE = "_numba_cache"
+_NUMBA_CACHE_SOURCE = f'{NUMBA_CACHE} = "__file__" in globals()\n'
 # A step's matmul above OpenBLAS's threading threshold (65536 * 4 multiply-adds) runs in the
 # compiled loop as blocks of 64 columns: each on one thread (SciPy's OpenBLAS threads would
 # otherwise spin on after it and slow NumPy's threaded GEMM before the loop), and a call costs
@@ -49,7 +53,7 @@ BLAS_THREADS_MNK = 65536 * 4
 # Eigen's generic_fast_tanh_float: tanh(x) = x * P(x**2) / Q(x**2) on |x| <= 7.9053111,
 # +-1 beyond; within 2 ulp of tanh over all float32 (tests/test_numba_backend.py). NaN stays NaN.
 _TANH32_SOURCE = '''
-@numba.njit(error_model="numpy", fastmath={"contract"}, inline="always", cache=True)
+@numba.njit(error_model="numpy", fastmath={"contract"}, inline="always")
 def _tanh32(x):
     """tanh of a float32, branch-free (Eigen's rational approximation): it vectorises."""
     y = min(max(x, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
@@ -84,7 +88,12 @@ _FLOATS = {f32: np.float32, f64: np.float64}
 
 def helpers() -> list[ast.stmt]:
     """Module-level statements the compiled loops need (after ``import numpy as np``)."""
-    return [ast.Import(names=[ast.alias("numba")]), *ast.parse(_TANH32_SOURCE).body]
+    from scanopt.lowering.numpy_emitter import _comment
+
+    return [ast.Import(names=[ast.alias("numba")]),
+            _comment("numba keeps the compiled loops on disk beside this file (not when this "
+                     "text is run by exec: no file)."),
+            *ast.parse(_NUMBA_CACHE_SOURCE).body, *ast.parse(_TANH32_SOURCE).body]
 
 
 @dataclass
@@ -167,7 +176,8 @@ class _Lowering:
         self.loop = loop
         self.name = name
         self.histories = histories
-        self.taken: set[str] = {"np", "numba", "range", "abs", TANH32, "t", "r", "j", "n_steps"}
+        self.taken: set[str] = {"np", "numba", "range", "abs", TANH32, NUMBA_CACHE, "t", "r", "j",
+                                "n_steps"}
         self.values: dict[SSAValue, _Value] = {}
         self.arguments: list[Argument] = []
         self.parameters: list[str] = []
@@ -338,7 +348,7 @@ class _Lowering:
                                                    ast.Load()), [],
                                      [ast.keyword("error_model", ast.Constant("numpy")),
                                       ast.keyword("fastmath", ast.Set([ast.Constant("contract")])),
-                                      ast.keyword("cache", ast.Constant(True))])],
+                                      ast.keyword("cache", ast.Name(NUMBA_CACHE, ast.Load()))])],
             returns=None, type_params=[])
         return NumbaLoop(self.name, self.arguments, kernel)
 

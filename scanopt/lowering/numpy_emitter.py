@@ -47,7 +47,7 @@ _KEYWORD_OUT = frozenset({"maximum", "minimum"})
 # the first function (later functions' helpers take suffixed names). No function and no variable
 # may take one of them, nor one of the generated function's own variables.
 _GLOBALS = ("np", "range", "min", "len", "float", "int", "bool", "abs", "IndexError",
-            "_grown")
+            "_grown", "numba", "_tanh32", "_numba_cache")  # the last three: backend="numba"
 _WORKSPACE, _SPARE = "_workspace", "_spare_workspaces"
 _LOCALS = ("t", "t0", "steps_here", "work")
 PREDRAW_BYTES = 64 * 2**20  # pre-drawn random numbers held at once, at most
