@@ -22,6 +22,7 @@ import functools
 import os
 import sys
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,7 @@ def clear_cache() -> None:
             if isinstance(spare, list):
                 spare.clear()
     _STATS.entries.clear()
+    _REPEATS.clear()
     _STATS.hits = _STATS.misses = _STATS.disk_hits = 0
 
 
@@ -230,9 +232,17 @@ def _check_theano_options(truncate_gradient, go_backwards, return_list) -> None:
 
 def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, backend,
           exact_random, optimize, keep, strict=False):
+    disabled = os.environ.get("SCANOPT_DISABLE") == "1"
+    repeat_key = None if disabled or backend == "cupy" else _repeat_key(
+        sequences, outputs_info, non_sequences, n_steps, go_backwards, backend, exact_random,
+        optimize, keep, strict)
+    if repeat_key is not None:
+        outs = _run_repeat(fn, repeat_key, sequences, outputs_info, non_sequences)
+        if outs is not None:
+            return outs
     call = _prepared(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards,
                      backend, keep, strict=strict)
-    if os.environ.get("SCANOPT_DISABLE") == "1":
+    if disabled:
         from scanopt.reference import reference_scan
 
         outs = reference_scan(fn, call, keep)
@@ -246,10 +256,115 @@ def _scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards, *, 
             'keep="last" asks for the last value of an output that is not fed back, but the loop '
             "runs no step", hint="Run at least one step, or keep that output with keep=\"all\".")
     inits = [v for v in call.inits if v is not None]
+    if repeat_key is not None:
+        _remember_repeat(fn, repeat_key, call, compiled, outputs_info)
     outs = compiled.run(*call.sequences, *inits, *call.non_sequences, *captured, call.n_steps)
     if compiled.n_outputs == 1:
         return outs
     return list(outs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeated calls
+#
+# Checking a call's arguments and building its key (_prepare_call) costs tens of microseconds,
+# as much as a short loop. Its outcome depends only on what _repeat_key records: the
+# containers, each array's exact type, dtype and shape, each scalar's type, n_steps and the
+# options. So a call whose key was seen before with the same function reuses that call's
+# compiled loop and sequence windows. The captured values are still fetched through the plan's
+# guards on every call, and anything else (dicts, taps, lists of numbers, subclasses, CuPy,
+# values the step is compiled for by value) takes the full path.
+
+_REPEATS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # fn → {key: _Repeat}
+_REPEATS_PER_FUNCTION = 64  # distinct argument types remembered per step function
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    compiled: Any  # the CompiledLoop
+    seq_rows: tuple[slice, ...]  # each sequence's window
+    n_steps: int
+
+
+class _NotRepeatable(Exception):
+    pass
+
+
+def _value_token(value, *, none_ok: bool = False):
+    kind = type(value)
+    if kind is np.ndarray:
+        return value.dtype, value.shape
+    if kind in (bool, int, float, complex) or kind is np.random.Generator:
+        return kind
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+        return kind, value.dtype
+    if value is None and none_ok:
+        return None
+    raise _NotRepeatable
+
+
+def _argument_token(value, *, none_ok: bool = False):
+    if value is None:
+        return None
+    if type(value) in (list, tuple):
+        return type(value), tuple(_value_token(v, none_ok=none_ok) for v in value)
+    return _value_token(value)
+
+
+def _repeat_key(sequences, outputs_info, non_sequences, n_steps, go_backwards, backend,
+                exact_random, optimize, keep, strict):
+    """What the outcome of checking these arguments depends on, or None for a call that
+    always takes the full path."""
+    try:
+        if n_steps is not None and type(n_steps) is not int:
+            raise _NotRepeatable
+        keep_token = keep if type(keep) is str else (type(keep), tuple(keep))
+        key = (_argument_token(sequences), _argument_token(outputs_info, none_ok=True),
+               _argument_token(non_sequences), n_steps, bool(go_backwards), backend,
+               bool(exact_random), bool(optimize), keep_token, bool(strict))
+        hash(key)
+        return key
+    except (_NotRepeatable, TypeError):
+        return None
+
+
+def _run_repeat(fn, key, sequences, outputs_info, non_sequences):
+    """The outputs of a call whose key was seen before for ``fn``, or None."""
+    try:
+        repeat = _REPEATS.get(fn, {}).get(key)
+    except TypeError:  # fn cannot be weakly referenced
+        return None
+    if repeat is None:
+        return None
+    compiled = repeat.compiled
+    captured = compiled.plan.fetch(fn)
+    if captured is None:
+        return None
+    _STATS.hits += 1
+    cache.log_memory_hit(fn)
+    windows = [array[rows] for array, rows in zip(arguments.as_list(sequences),
+                                                    repeat.seq_rows)]
+    inits = [v for v in arguments.as_list(outputs_info) if v is not None]
+    outs = compiled.run(*windows, *inits, *arguments.as_list(non_sequences), *captured,
+                        repeat.n_steps)
+    return outs if compiled.n_outputs == 1 else list(outs)
+
+
+def _remember_repeat(fn, key, call: _Call, compiled, outputs_info) -> None:
+    """Remember a call that took the full path, if a repeat of it can skip that path."""
+    if _STATIC_PARAMS.get(_static_key(fn)):
+        return  # compiled for the values of some non-sequences
+    # The full path passed the initial values and non-sequences on as they are.
+    inits = [v for v in arguments.as_list(outputs_info) if v is not None]
+    if any(a is not b for a, b in zip(inits, (v for v in call.inits if v is not None))):
+        return
+    try:
+        remembered = _REPEATS.setdefault(fn, {})
+    except TypeError:
+        return
+    if len(remembered) >= _REPEATS_PER_FUNCTION:
+        remembered.clear()
+    remembered[key] = _Repeat(compiled, call.seq_rows, call.n_steps)
 
 
 def _require_cupy() -> None:
@@ -278,6 +393,7 @@ class _Call:
     key: tuple
     seq_taps: tuple = ()
     init_taps: tuple = ()
+    seq_rows: tuple = ()  # the slice of each sequence that is its window
 
 
 def _normalize_keep(keep):
@@ -322,7 +438,7 @@ def _checked_call(sequences, outputs_info, non_sequences, n_steps, go_backwards,
     key = (seq_sigs, init_sigs, param_sigs, bool(go_backwards), outputs_given,
            _normalize_keep(keep), seq_taps, tuple(init_taps), bool(strict), pytree)
     return _Call([w.window for w in windows], inits, params, n_steps, key, seq_taps,
-                 tuple(init_taps))
+                 tuple(init_taps), tuple(w.rows for w in windows))
 
 
 def _prepared(fn, *args, **kwargs) -> _Call:
@@ -349,7 +465,7 @@ def _with_static(call: _Call, indices) -> _Call:
         else sig for k, (value, sig) in enumerate(zip(call.non_sequences, call.key[2])))
     key = (*call.key[:2], param_sigs, *call.key[3:])
     return _Call(call.sequences, call.inits, call.non_sequences, call.n_steps, key,
-                 call.seq_taps, call.init_taps)
+                 call.seq_taps, call.init_taps, call.seq_rows)
 
 
 def _scalar_value(value):
@@ -370,6 +486,7 @@ def with_parameter_values(fn, call: _Call, compile_for):
         except ParameterValueNeeded as needed:
             key = _static_key(fn)
             _STATIC_PARAMS[key] = _STATIC_PARAMS.get(key, frozenset()) | needed.indices
+            _REPEATS.clear()  # calls remembered before were not compiled by value
             call = _with_static(call, _STATIC_PARAMS[key])
     raise AssertionError("every non-sequence is compiled by value already")
 

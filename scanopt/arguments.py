@@ -36,6 +36,7 @@ class SequenceArg:
 
     window: np.ndarray
     taps: tuple[int, ...]
+    rows: slice  # window = array[rows]
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,14 @@ def steps_and_windows(sequences: list[tuple[np.ndarray, tuple[int, ...], str]], 
     for array, taps, _ in sequences:
         lo, hi = tap_span(taps)
         if n_steps == 0:  # nothing is read: empty windows (a short one would not broadcast)
-            windows.append(SequenceArg(array[:0], taps))
+            windows.append(SequenceArg(array[:0], taps, slice(0, 0)))
             continue
         rows = n_steps + window_extra_rows(taps)
         # Views: the loop reads exactly these rows, and work pushed out of the loop runs over
         # them only.
         start = len(array) - hi + min(taps) - n_steps if go_backwards else min(taps) - lo
-        windows.append(SequenceArg(array[start:start + rows], taps))
+        window_rows = slice(start, start + rows)
+        windows.append(SequenceArg(array[window_rows], taps, window_rows))
     return n_steps, windows
 
 
